@@ -1,0 +1,299 @@
+//! The EndpointSlice controller, run inside the API server process.
+//!
+//! It keeps caches of Services, Pods and managed EndpointSlices fed by store watches, marks
+//! Services dirty when they or a Pod they select (before or after the change) change, and
+//! reconciles dirty Services by writing the difference between [`svcnet_core::endpoints::desired`]
+//! and what exists, through the registry (so writes get validation and resourceVersions).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde_json::Value;
+use svcnet_core::endpoints::{self, MANAGED_BY, MANAGED_BY_LABEL, SERVICE_NAME_LABEL};
+use svcnet_store::{EventType, Revision};
+
+use crate::error::{ApiError, Result};
+use crate::registry::{DeleteOptions, Registry, decode_at, now_rfc3339};
+use crate::resources::{ENDPOINTS, ENDPOINT_SLICES, PODS, Resource, SERVICES};
+
+type Key = (String, String);
+
+#[derive(Default)]
+struct Caches {
+    services: HashMap<Key, Service>,
+    /// Pods by namespace, then name.
+    pods: HashMap<String, BTreeMap<String, Pod>>,
+    /// Managed slices by (namespace, service name), then slice name.
+    slices: HashMap<Key, BTreeMap<String, EndpointSlice>>,
+    endpoints: HashMap<Key, Endpoints>,
+}
+
+fn key_of(meta: &ObjectMeta) -> Key {
+    (meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default())
+}
+
+fn has_selector(svc: &Service) -> bool {
+    svc.spec.as_ref().and_then(|s| s.selector.as_ref()).is_some_and(|s| !s.is_empty())
+}
+
+fn managed(slice: &EndpointSlice) -> Option<Key> {
+    let labels = slice.metadata.labels.as_ref()?;
+    if labels.get(MANAGED_BY_LABEL).map(String::as_str) != Some(MANAGED_BY) {
+        return None;
+    }
+    Some((slice.metadata.namespace.clone().unwrap_or_default(), labels.get(SERVICE_NAME_LABEL)?.clone()))
+}
+
+/// What a slice says, without the metadata the server or time sets.
+fn slice_content(s: &EndpointSlice) -> (String, &Vec<Endpoint>, Option<&Vec<EndpointPort>>, Option<&BTreeMap<String, String>>) {
+    (s.address_type.clone(), &s.endpoints, s.ports.as_ref(), s.metadata.labels.as_ref())
+}
+
+pub struct EndpointSliceController {
+    reg: Arc<Registry>,
+    caches: Caches,
+}
+
+impl EndpointSliceController {
+    pub fn new(reg: Arc<Registry>) -> Self {
+        Self { reg, caches: Caches::default() }
+    }
+
+    /// Runs until the store closes. Restarts its watch after errors.
+    pub async fn run(mut self) {
+        loop {
+            match self.run_once().await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "endpointslice controller restarting");
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+
+    async fn load(&mut self, res: &Resource) -> Result<Revision> {
+        let page = self.reg.store.list(&res.prefix(None), None, None).await?;
+        for kv in &page.items {
+            self.apply_event(res, EventType::Put, &decode_at(&kv.value, kv.mod_revision)?);
+        }
+        Ok(page.revision)
+    }
+
+    async fn run_once(&mut self) -> Result<()> {
+        self.caches = Caches::default();
+        let mut rev = 0;
+        for res in [&SERVICES, &PODS, &ENDPOINT_SLICES, &ENDPOINTS] {
+            rev = rev.max(self.load(res).await?);
+        }
+        // Everything may have changed while we were away.
+        let all: BTreeSet<Key> = self.caches.services.keys().cloned().chain(self.caches.slices.keys().cloned()).collect();
+        self.reconcile_all(all).await;
+
+        // One watch over the whole registry, filtered here.
+        let mut events = self.reg.store.watch("/registry/", rev).await?;
+        loop {
+            let Some(first) = events.next().await else { return Ok(()) };
+            let mut dirty = BTreeSet::new();
+            self.handle(first?, &mut dirty)?;
+            // Drain what is already queued so a burst is reconciled once.
+            while let Some(Some(ev)) = futures::FutureExt::now_or_never(events.next()) {
+                self.handle(ev?, &mut dirty)?;
+            }
+            self.reconcile_all(dirty).await;
+        }
+    }
+
+    fn handle(&mut self, ev: svcnet_store::Event, dirty: &mut BTreeSet<Key>) -> Result<()> {
+        let res = [&SERVICES, &PODS, &ENDPOINT_SLICES, &ENDPOINTS]
+            .into_iter()
+            .find(|r| ev.kv.key.starts_with(&r.prefix(None)));
+        let Some(res) = res else { return Ok(()) };
+        let obj = decode_at(&ev.kv.value, ev.kv.mod_revision)?;
+        dirty.extend(self.apply_event(res, ev.kind, &obj));
+        Ok(())
+    }
+
+    /// Updates the caches; returns the Services whose endpoints may need work.
+    fn apply_event(&mut self, res: &Resource, kind: EventType, obj: &Value) -> Vec<Key> {
+        let deleted = kind == EventType::Delete;
+        match res.plural {
+            "services" => {
+                let Ok(svc) = serde_json::from_value::<Service>(obj.clone()) else { return vec![] };
+                let k = key_of(&svc.metadata);
+                if deleted {
+                    self.caches.services.remove(&k);
+                } else {
+                    self.caches.services.insert(k.clone(), svc);
+                }
+                vec![k]
+            }
+            "pods" => {
+                let Ok(pod) = serde_json::from_value::<Pod>(obj.clone()) else { return vec![] };
+                let (ns, name) = key_of(&pod.metadata);
+                let pods = self.caches.pods.entry(ns.clone()).or_default();
+                let old = if deleted { pods.remove(&name) } else { pods.insert(name, pod.clone()) };
+                self.caches
+                    .services
+                    .iter()
+                    .filter(|(k, svc)| {
+                        k.0 == ns && (endpoints::selects(svc, &pod) || old.as_ref().is_some_and(|o| endpoints::selects(svc, o)))
+                    })
+                    .map(|(k, _)| k.clone())
+                    .collect()
+            }
+            "endpointslices" => {
+                let Ok(slice) = serde_json::from_value::<EndpointSlice>(obj.clone()) else { return vec![] };
+                let Some(owner) = managed(&slice) else { return vec![] };
+                let name = slice.metadata.name.clone().unwrap_or_default();
+                let entry = self.caches.slices.entry(owner.clone()).or_default();
+                if deleted {
+                    entry.remove(&name);
+                } else {
+                    entry.insert(name, slice);
+                }
+                vec![owner]
+            }
+            "endpoints" => {
+                let Ok(ep) = serde_json::from_value::<Endpoints>(obj.clone()) else { return vec![] };
+                let k = key_of(&ep.metadata);
+                if deleted {
+                    self.caches.endpoints.remove(&k);
+                } else {
+                    self.caches.endpoints.insert(k.clone(), ep);
+                }
+                vec![k]
+            }
+            _ => vec![],
+        }
+    }
+
+    async fn reconcile_all(&mut self, dirty: BTreeSet<Key>) {
+        for k in dirty {
+            if let Err(e) = self.reconcile(&k).await {
+                tracing::warn!(service = %format!("{}/{}", k.0, k.1), error = %e, "endpoints reconcile failed");
+            }
+        }
+    }
+
+    async fn reconcile(&mut self, k: &Key) -> Result<()> {
+        let ns = Some(k.0.as_str());
+        let existing = self.caches.slices.get(k).cloned().unwrap_or_default();
+        let svc = self.caches.services.get(k).filter(|s| has_selector(s)).cloned();
+        let Some(svc) = svc else {
+            // Gone, or no longer selects: its managed objects go.
+            for name in existing.keys() {
+                self.delete(&ENDPOINT_SLICES, ns, name).await?;
+            }
+            let managed_ep = self.caches.endpoints.get(k).is_some_and(|ep| {
+                ep.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(endpoints::TRIGGER_TIME_ANNOTATION))
+            });
+            if managed_ep && !self.caches.services.contains_key(k) {
+                self.delete(&ENDPOINTS, ns, &k.1).await?;
+            }
+            return Ok(());
+        };
+        let pods: Vec<Pod> = self.caches.pods.get(&k.0).map(|m| m.values().cloned().collect()).unwrap_or_default();
+        let want = endpoints::desired(&svc, &pods, &now_rfc3339());
+        let mut keep = BTreeSet::new();
+        for slice in &want.slices {
+            let name = slice.metadata.name.clone().unwrap_or_default();
+            keep.insert(name.clone());
+            match existing.get(&name) {
+                Some(have) if slice_content(have) == slice_content(slice) => {}
+                Some(_) => {
+                    self.write(&ENDPOINT_SLICES, ns, &name, serde_json::to_value(slice).expect("serializable"), true)
+                        .await?;
+                }
+                None => {
+                    self.write(&ENDPOINT_SLICES, ns, &name, serde_json::to_value(slice).expect("serializable"), false)
+                        .await?;
+                }
+            }
+        }
+        for name in existing.keys().filter(|n| !keep.contains(*n)) {
+            self.delete(&ENDPOINT_SLICES, ns, name).await?;
+        }
+        let have_ep = self.caches.endpoints.get(k);
+        let same = have_ep.is_some_and(|h| h.subsets == want.endpoints.subsets && h.metadata.labels == want.endpoints.metadata.labels);
+        if !same {
+            let value = serde_json::to_value(&want.endpoints).expect("serializable");
+            self.write(&ENDPOINTS, ns, &k.1, value, have_ep.is_some()).await?;
+        }
+        Ok(())
+    }
+
+    async fn write(&mut self, res: &Resource, ns: Option<&str>, name: &str, value: Value, exists: bool) -> Result<()> {
+        let result = if exists {
+            self.reg.update(res, ns, name, value.clone(), false, false).await
+        } else {
+            self.reg.create(res, ns, value.clone(), false).await
+        };
+        let stored = match result {
+            Ok(v) => v,
+            // Our cache was behind; the watch will bring the truth and another pass.
+            Err(ApiError::AlreadyExists { .. } | ApiError::NotFound { .. } | ApiError::Conflict { .. }) => return Ok(()),
+            // The namespace is going away.
+            Err(ApiError::Forbidden(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        self.apply_event(res, EventType::Put, &stored);
+        Ok(())
+    }
+
+    async fn delete(&mut self, res: &Resource, ns: Option<&str>, name: &str) -> Result<()> {
+        match self.reg.delete(res, ns, name, &DeleteOptions::default()).await {
+            Ok(old) => {
+                self.apply_event(res, EventType::Delete, &old);
+                Ok(())
+            }
+            Err(ApiError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+
+/// The EndpointSlice of `default/kubernetes`, which the API server writes for itself.
+pub(crate) async fn publish_kubernetes_slice(reg: &Arc<Registry>, advertise: std::net::SocketAddr) -> Result<()> {
+    let family = if advertise.is_ipv4() { "IPv4" } else { "IPv6" };
+    let slice = EndpointSlice {
+        metadata: ObjectMeta {
+            name: Some("kubernetes".into()),
+            namespace: Some("default".into()),
+            labels: Some(
+                [(SERVICE_NAME_LABEL, "kubernetes"), (MANAGED_BY_LABEL, "endpointslicemirroring-controller.k8s.io")]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
+            ),
+            ..Default::default()
+        },
+        address_type: family.into(),
+        endpoints: vec![Endpoint {
+            addresses: vec![advertise.ip().to_string()],
+            conditions: Some(EndpointConditions {
+                ready: Some(true),
+                serving: Some(true),
+                terminating: Some(false),
+            }),
+            ..Default::default()
+        }],
+        ports: Some(vec![EndpointPort {
+            name: Some("https".into()),
+            port: Some(advertise.port().into()),
+            protocol: Some("TCP".into()),
+            app_protocol: None,
+        }]),
+    };
+    let value = serde_json::to_value(&slice).expect("serializable");
+    match reg.get(&ENDPOINT_SLICES, Some("default"), "kubernetes").await {
+        Ok(existing) if existing["endpoints"] == value["endpoints"] && existing["ports"] == value["ports"] => Ok(()),
+        Ok(_) => reg.update(&ENDPOINT_SLICES, Some("default"), "kubernetes", value, false, false).await.map(|_| ()),
+        Err(_) => reg.create(&ENDPOINT_SLICES, Some("default"), value, false).await.map(|_| ()),
+    }
+}

@@ -1,0 +1,17 @@
+//! Pure object logic for svcnet, shared by the API server, proxy, DNS and agent.
+//!
+//! Everything here works on `k8s-openapi` types and plain data and does no IO:
+//! [`field`] errors shaped like apimachinery's, [`names`] syntax checks, label and field
+//! [`selector`]s, the Service IP and NodePort [`allocator`]s, Service defaulting and
+//! validation ([`service`]), generic object metadata checks ([`meta`]), strategic merge
+//! patch ([`strategic_merge`]) and the EndpointSlice desired state ([`endpoints`]).
+
+pub mod allocator;
+pub mod endpoints;
+pub mod field;
+pub mod names;
+pub mod selector;
+pub mod meta;
+pub mod service;
+pub mod service_alloc;
+pub mod strategic_merge;

@@ -1,0 +1,178 @@
+//! `svcnet`: Kubernetes Service networking in one binary.
+//!
+//! Subcommands: `apiserver` (the control plane) and `up` (a local cluster with defaults).
+//! Later subcommands add the proxy, DNS and node agent.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use ipnet::IpNet;
+use svcnet_apiserver::{ApiServer, Config};
+use svcnet_core::allocator::PortRange;
+use svcnet_store::{RedbStore, RedbStoreConfig};
+
+#[derive(Parser)]
+#[command(name = "svcnet", version, about = "Kubernetes Service networking, in one binary")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the Kubernetes-compatible API server.
+    Apiserver(ApiserverArgs),
+    /// Run a local single-node cluster with defaults (data in ./svcnet-data).
+    Up(UpArgs),
+}
+
+#[derive(Args, Clone)]
+struct ApiserverArgs {
+    /// Address to serve plain HTTP on (keep it on loopback).
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    listen: SocketAddr,
+    /// Directory for the embedded store.
+    #[arg(long, default_value = "svcnet-data")]
+    data_dir: PathBuf,
+    /// Service CIDR, or an IPv4 and an IPv6 CIDR separated by a comma for dual stack.
+    #[arg(long, default_value = "10.96.0.0/12", value_parser = parse_cidrs)]
+    service_cluster_ip_range: ServiceCidrs,
+    /// NodePort range, LOW-HIGH.
+    #[arg(long, default_value = "30000-32767", value_parser = parse_port_range)]
+    service_node_port_range: PortRange,
+    /// Write a kubeconfig pointing at this server to PATH.
+    #[arg(long)]
+    write_kubeconfig: Option<PathBuf>,
+    /// Events kept for watch replay before older ones are compacted (410 Expired beyond).
+    #[arg(long, default_value_t = 100_000)]
+    watch_history: u64,
+}
+
+#[derive(Args)]
+struct UpArgs {
+    /// Address of the API server.
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    listen: SocketAddr,
+    /// Where the cluster keeps its data and kubeconfig.
+    #[arg(long, default_value = "svcnet-data")]
+    data_dir: PathBuf,
+}
+
+/// One CIDR, or one per family for dual stack.
+#[derive(Clone, Debug)]
+struct ServiceCidrs(Vec<IpNet>);
+
+fn parse_cidrs(s: &str) -> Result<ServiceCidrs, String> {
+    let cidrs = s
+        .split(',')
+        .map(|c| {
+            let c = c.trim();
+            let net: IpNet = c.parse().map_err(|_| format!("{c:?} is not a CIDR"))?;
+            if net.trunc() != net {
+                return Err(format!("{c:?} has host bits set; did you mean {}?", net.trunc()));
+            }
+            Ok(net)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    svcnet_core::service_alloc::ServiceAllocators::new(&cidrs, "30000-32767".parse().expect("valid"))?;
+    Ok(ServiceCidrs(cidrs))
+}
+
+fn parse_port_range(s: &str) -> Result<PortRange, String> {
+    s.parse()
+}
+
+fn kubeconfig(server: SocketAddr) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: svcnet\n  cluster:\n    server: http://{server}\ncontexts:\n- name: svcnet\n  context:\n    cluster: svcnet\n    user: svcnet\n    namespace: default\ncurrent-context: svcnet\nusers:\n- name: svcnet\n  user: {{}}\n"
+    )
+}
+
+fn write_kubeconfig(path: &Path, server: SocketAddr) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(path, kubeconfig(server)).with_context(|| format!("writing {}", path.display()))
+}
+
+async fn run_apiserver(args: ApiserverArgs, banner: bool) -> anyhow::Result<()> {
+    if !args.listen.ip().is_loopback() {
+        tracing::warn!(listen = %args.listen, "serving plain HTTP without authentication on a non-loopback address");
+    }
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let db = args.data_dir.join("store.redb");
+    let store = RedbStore::open(
+        &db,
+        RedbStoreConfig {
+            history: args.watch_history,
+            ..Default::default()
+        },
+    )
+    .with_context(|| format!("opening store {}", db.display()))?;
+    let config = Config {
+        service_cidrs: args.service_cluster_ip_range.0.clone(),
+        node_port_range: args.service_node_port_range,
+        advertise: args.listen,
+        ..Default::default()
+    };
+    let server = ApiServer::new(Arc::new(store), config).await.map_err(anyhow::Error::msg)?;
+    if let Some(path) = &args.write_kubeconfig {
+        write_kubeconfig(path, args.listen)?;
+    }
+    let _background = server.spawn_background();
+    tracing::info!(listen = %args.listen, data = %args.data_dir.display(), "svcnet apiserver ready");
+    if banner {
+        let kc = args.write_kubeconfig.as_deref().unwrap_or(Path::new("svcnet-data/kubeconfig"));
+        println!("svcnet is up: API server on http://{}", args.listen);
+        println!("  export KUBECONFIG={}", kc.display());
+        println!("  kubectl get svc -A");
+        println!("Stop with Ctrl-C; data stays in {}.", args.data_dir.display());
+    }
+    axum::serve(listener, server.router())
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("serving HTTP")?;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Apiserver(args) => run_apiserver(args, false).await,
+        Command::Up(up) => {
+            let kubeconfig = up.data_dir.join("kubeconfig");
+            let args = ApiserverArgs {
+                listen: up.listen,
+                data_dir: up.data_dir,
+                service_cluster_ip_range: ServiceCidrs(vec!["10.96.0.0/12".parse().expect("valid")]),
+                service_node_port_range: "30000-32767".parse().expect("valid"),
+                write_kubeconfig: Some(kubeconfig),
+                watch_history: 100_000,
+            };
+            run_apiserver(args, true).await
+        }
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("svcnet: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
