@@ -18,7 +18,7 @@ use svcnet_store::{EventType, Revision};
 
 use crate::error::{ApiError, Result};
 use crate::registry::{DeleteOptions, Registry, decode_at, now_rfc3339};
-use crate::resources::{ENDPOINTS, ENDPOINT_SLICES, PODS, Resource, SERVICES};
+use crate::resources::{ENDPOINT_SLICES, ENDPOINTS, PODS, Resource, SERVICES};
 
 type Key = (String, String);
 
@@ -33,11 +33,17 @@ struct Caches {
 }
 
 fn key_of(meta: &ObjectMeta) -> Key {
-    (meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default())
+    (
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    )
 }
 
 fn has_selector(svc: &Service) -> bool {
-    svc.spec.as_ref().and_then(|s| s.selector.as_ref()).is_some_and(|s| !s.is_empty())
+    svc.spec
+        .as_ref()
+        .and_then(|s| s.selector.as_ref())
+        .is_some_and(|s| !s.is_empty())
 }
 
 fn managed(slice: &EndpointSlice) -> Option<Key> {
@@ -45,12 +51,18 @@ fn managed(slice: &EndpointSlice) -> Option<Key> {
     if labels.get(MANAGED_BY_LABEL).map(String::as_str) != Some(MANAGED_BY) {
         return None;
     }
-    Some((slice.metadata.namespace.clone().unwrap_or_default(), labels.get(SERVICE_NAME_LABEL)?.clone()))
+    Some((
+        slice.metadata.namespace.clone().unwrap_or_default(),
+        labels.get(SERVICE_NAME_LABEL)?.clone(),
+    ))
 }
 
-/// What a slice says, without the metadata the server or time sets.
-fn slice_content(s: &EndpointSlice) -> (String, &Vec<Endpoint>, Option<&Vec<EndpointPort>>, Option<&BTreeMap<String, String>>) {
-    (s.address_type.clone(), &s.endpoints, s.ports.as_ref(), s.metadata.labels.as_ref())
+/// Whether two slices say the same, ignoring the metadata the server or time sets.
+fn same_content(a: &EndpointSlice, b: &EndpointSlice) -> bool {
+    a.address_type == b.address_type
+        && a.endpoints == b.endpoints
+        && a.ports == b.ports
+        && a.metadata.labels == b.metadata.labels
 }
 
 pub struct EndpointSliceController {
@@ -60,7 +72,10 @@ pub struct EndpointSliceController {
 
 impl EndpointSliceController {
     pub fn new(reg: Arc<Registry>) -> Self {
-        Self { reg, caches: Caches::default() }
+        Self {
+            reg,
+            caches: Caches::default(),
+        }
     }
 
     /// Runs until the store closes. Restarts its watch after errors.
@@ -91,13 +106,21 @@ impl EndpointSliceController {
             rev = rev.max(self.load(res).await?);
         }
         // Everything may have changed while we were away.
-        let all: BTreeSet<Key> = self.caches.services.keys().cloned().chain(self.caches.slices.keys().cloned()).collect();
+        let all: BTreeSet<Key> = self
+            .caches
+            .services
+            .keys()
+            .cloned()
+            .chain(self.caches.slices.keys().cloned())
+            .collect();
         self.reconcile_all(all).await;
 
         // One watch over the whole registry, filtered here.
         let mut events = self.reg.store.watch("/registry/", rev).await?;
         loop {
-            let Some(first) = events.next().await else { return Ok(()) };
+            let Some(first) = events.next().await else {
+                return Ok(());
+            };
             let mut dirty = BTreeSet::new();
             self.handle(first?, &mut dirty)?;
             // Drain what is already queued so a burst is reconciled once.
@@ -123,7 +146,9 @@ impl EndpointSliceController {
         let deleted = kind == EventType::Delete;
         match res.plural {
             "services" => {
-                let Ok(svc) = serde_json::from_value::<Service>(obj.clone()) else { return vec![] };
+                let Ok(svc) = serde_json::from_value::<Service>(obj.clone()) else {
+                    return vec![];
+                };
                 let k = key_of(&svc.metadata);
                 if deleted {
                     self.caches.services.remove(&k);
@@ -133,22 +158,34 @@ impl EndpointSliceController {
                 vec![k]
             }
             "pods" => {
-                let Ok(pod) = serde_json::from_value::<Pod>(obj.clone()) else { return vec![] };
+                let Ok(pod) = serde_json::from_value::<Pod>(obj.clone()) else {
+                    return vec![];
+                };
                 let (ns, name) = key_of(&pod.metadata);
                 let pods = self.caches.pods.entry(ns.clone()).or_default();
-                let old = if deleted { pods.remove(&name) } else { pods.insert(name, pod.clone()) };
+                let old = if deleted {
+                    pods.remove(&name)
+                } else {
+                    pods.insert(name, pod.clone())
+                };
                 self.caches
                     .services
                     .iter()
                     .filter(|(k, svc)| {
-                        k.0 == ns && (endpoints::selects(svc, &pod) || old.as_ref().is_some_and(|o| endpoints::selects(svc, o)))
+                        k.0 == ns
+                            && (endpoints::selects(svc, &pod)
+                                || old.as_ref().is_some_and(|o| endpoints::selects(svc, o)))
                     })
                     .map(|(k, _)| k.clone())
                     .collect()
             }
             "endpointslices" => {
-                let Ok(slice) = serde_json::from_value::<EndpointSlice>(obj.clone()) else { return vec![] };
-                let Some(owner) = managed(&slice) else { return vec![] };
+                let Ok(slice) = serde_json::from_value::<EndpointSlice>(obj.clone()) else {
+                    return vec![];
+                };
+                let Some(owner) = managed(&slice) else {
+                    return vec![];
+                };
                 let name = slice.metadata.name.clone().unwrap_or_default();
                 let entry = self.caches.slices.entry(owner.clone()).or_default();
                 if deleted {
@@ -159,7 +196,9 @@ impl EndpointSliceController {
                 vec![owner]
             }
             "endpoints" => {
-                let Ok(ep) = serde_json::from_value::<Endpoints>(obj.clone()) else { return vec![] };
+                let Ok(ep) = serde_json::from_value::<Endpoints>(obj.clone()) else {
+                    return vec![];
+                };
                 let k = key_of(&ep.metadata);
                 if deleted {
                     self.caches.endpoints.remove(&k);
@@ -183,35 +222,60 @@ impl EndpointSliceController {
     async fn reconcile(&mut self, k: &Key) -> Result<()> {
         let ns = Some(k.0.as_str());
         let existing = self.caches.slices.get(k).cloned().unwrap_or_default();
-        let svc = self.caches.services.get(k).filter(|s| has_selector(s)).cloned();
+        let svc = self
+            .caches
+            .services
+            .get(k)
+            .filter(|s| has_selector(s))
+            .cloned();
         let Some(svc) = svc else {
             // Gone, or no longer selects: its managed objects go.
             for name in existing.keys() {
                 self.delete(&ENDPOINT_SLICES, ns, name).await?;
             }
             let managed_ep = self.caches.endpoints.get(k).is_some_and(|ep| {
-                ep.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(endpoints::TRIGGER_TIME_ANNOTATION))
+                ep.metadata
+                    .annotations
+                    .as_ref()
+                    .is_some_and(|a| a.contains_key(endpoints::TRIGGER_TIME_ANNOTATION))
             });
             if managed_ep && !self.caches.services.contains_key(k) {
                 self.delete(&ENDPOINTS, ns, &k.1).await?;
             }
             return Ok(());
         };
-        let pods: Vec<Pod> = self.caches.pods.get(&k.0).map(|m| m.values().cloned().collect()).unwrap_or_default();
+        let pods: Vec<Pod> = self
+            .caches
+            .pods
+            .get(&k.0)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default();
         let want = endpoints::desired(&svc, &pods, &now_rfc3339());
         let mut keep = BTreeSet::new();
         for slice in &want.slices {
             let name = slice.metadata.name.clone().unwrap_or_default();
             keep.insert(name.clone());
             match existing.get(&name) {
-                Some(have) if slice_content(have) == slice_content(slice) => {}
+                Some(have) if same_content(have, slice) => {}
                 Some(_) => {
-                    self.write(&ENDPOINT_SLICES, ns, &name, serde_json::to_value(slice).expect("serializable"), true)
-                        .await?;
+                    self.write(
+                        &ENDPOINT_SLICES,
+                        ns,
+                        &name,
+                        serde_json::to_value(slice).expect("serializable"),
+                        true,
+                    )
+                    .await?;
                 }
                 None => {
-                    self.write(&ENDPOINT_SLICES, ns, &name, serde_json::to_value(slice).expect("serializable"), false)
-                        .await?;
+                    self.write(
+                        &ENDPOINT_SLICES,
+                        ns,
+                        &name,
+                        serde_json::to_value(slice).expect("serializable"),
+                        false,
+                    )
+                    .await?;
                 }
             }
         }
@@ -219,24 +283,41 @@ impl EndpointSliceController {
             self.delete(&ENDPOINT_SLICES, ns, name).await?;
         }
         let have_ep = self.caches.endpoints.get(k);
-        let same = have_ep.is_some_and(|h| h.subsets == want.endpoints.subsets && h.metadata.labels == want.endpoints.metadata.labels);
+        let same = have_ep.is_some_and(|h| {
+            h.subsets == want.endpoints.subsets
+                && h.metadata.labels == want.endpoints.metadata.labels
+        });
         if !same {
             let value = serde_json::to_value(&want.endpoints).expect("serializable");
-            self.write(&ENDPOINTS, ns, &k.1, value, have_ep.is_some()).await?;
+            self.write(&ENDPOINTS, ns, &k.1, value, have_ep.is_some())
+                .await?;
         }
         Ok(())
     }
 
-    async fn write(&mut self, res: &Resource, ns: Option<&str>, name: &str, value: Value, exists: bool) -> Result<()> {
+    async fn write(
+        &mut self,
+        res: &Resource,
+        ns: Option<&str>,
+        name: &str,
+        value: Value,
+        exists: bool,
+    ) -> Result<()> {
         let result = if exists {
-            self.reg.update(res, ns, name, value.clone(), false, false).await
+            self.reg
+                .update(res, ns, name, value.clone(), false, false)
+                .await
         } else {
             self.reg.create(res, ns, value.clone(), false).await
         };
         let stored = match result {
             Ok(v) => v,
             // Our cache was behind; the watch will bring the truth and another pass.
-            Err(ApiError::AlreadyExists { .. } | ApiError::NotFound { .. } | ApiError::Conflict { .. }) => return Ok(()),
+            Err(
+                ApiError::AlreadyExists { .. }
+                | ApiError::NotFound { .. }
+                | ApiError::Conflict { .. },
+            ) => return Ok(()),
             // The namespace is going away.
             Err(ApiError::Forbidden(_)) => return Ok(()),
             Err(e) => return Err(e),
@@ -246,7 +327,11 @@ impl EndpointSliceController {
     }
 
     async fn delete(&mut self, res: &Resource, ns: Option<&str>, name: &str) -> Result<()> {
-        match self.reg.delete(res, ns, name, &DeleteOptions::default()).await {
+        match self
+            .reg
+            .delete(res, ns, name, &DeleteOptions::default())
+            .await
+        {
             Ok(old) => {
                 self.apply_event(res, EventType::Delete, &old);
                 Ok(())
@@ -257,19 +342,24 @@ impl EndpointSliceController {
     }
 }
 
-
 /// The EndpointSlice of `default/kubernetes`, which the API server writes for itself.
-pub(crate) async fn publish_kubernetes_slice(reg: &Arc<Registry>, advertise: std::net::SocketAddr) -> Result<()> {
+pub(crate) async fn publish_kubernetes_slice(
+    reg: &Arc<Registry>,
+    advertise: std::net::SocketAddr,
+) -> Result<()> {
     let family = if advertise.is_ipv4() { "IPv4" } else { "IPv6" };
     let slice = EndpointSlice {
         metadata: ObjectMeta {
             name: Some("kubernetes".into()),
             namespace: Some("default".into()),
             labels: Some(
-                [(SERVICE_NAME_LABEL, "kubernetes"), (MANAGED_BY_LABEL, "endpointslicemirroring-controller.k8s.io")]
-                    .into_iter()
-                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                    .collect(),
+                [
+                    (SERVICE_NAME_LABEL, "kubernetes"),
+                    (MANAGED_BY_LABEL, "endpointslicemirroring-controller.k8s.io"),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
             ),
             ..Default::default()
         },
@@ -291,9 +381,30 @@ pub(crate) async fn publish_kubernetes_slice(reg: &Arc<Registry>, advertise: std
         }]),
     };
     let value = serde_json::to_value(&slice).expect("serializable");
-    match reg.get(&ENDPOINT_SLICES, Some("default"), "kubernetes").await {
-        Ok(existing) if existing["endpoints"] == value["endpoints"] && existing["ports"] == value["ports"] => Ok(()),
-        Ok(_) => reg.update(&ENDPOINT_SLICES, Some("default"), "kubernetes", value, false, false).await.map(|_| ()),
-        Err(_) => reg.create(&ENDPOINT_SLICES, Some("default"), value, false).await.map(|_| ()),
+    match reg
+        .get(&ENDPOINT_SLICES, Some("default"), "kubernetes")
+        .await
+    {
+        Ok(existing)
+            if existing["endpoints"] == value["endpoints"]
+                && existing["ports"] == value["ports"] =>
+        {
+            Ok(())
+        }
+        Ok(_) => reg
+            .update(
+                &ENDPOINT_SLICES,
+                Some("default"),
+                "kubernetes",
+                value,
+                false,
+                false,
+            )
+            .await
+            .map(|_| ()),
+        Err(_) => reg
+            .create(&ENDPOINT_SLICES, Some("default"), value, false)
+            .await
+            .map(|_| ()),
     }
 }

@@ -31,7 +31,11 @@ pub fn api_versions(server: &str) -> Value {
 }
 
 fn groups() -> Vec<&'static str> {
-    let mut g: Vec<&str> = resources::ALL.iter().map(|r| r.group).filter(|g| !g.is_empty()).collect();
+    let mut g: Vec<&str> = resources::ALL
+        .iter()
+        .map(|r| r.group)
+        .filter(|g| !g.is_empty())
+        .collect();
     g.dedup();
     g
 }
@@ -97,12 +101,22 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
     if list.is_empty() {
         return None;
     }
-    let gv = if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": list}))
+    let gv = if group.is_empty() {
+        version.to_owned()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": list}),
+    )
 }
 
 fn gv_path(group: &str) -> String {
-    if group.is_empty() { "api/v1".into() } else { format!("apis/{group}/v1") }
+    if group.is_empty() {
+        "api/v1".into()
+    } else {
+        format!("apis/{group}/v1")
+    }
 }
 
 /// `/openapi/v3`: one entry per group-version.
@@ -112,7 +126,10 @@ pub fn openapi_v3_root() -> Value {
     gvs.dedup();
     for g in gvs {
         let p = gv_path(g);
-        paths.insert(p.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash=svcnet1")}));
+        paths.insert(
+            p.clone(),
+            json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash=svcnet1")}),
+        );
     }
     json!({"paths": paths})
 }
@@ -121,7 +138,11 @@ fn schema_name(r: &Resource) -> String {
     if r.group.is_empty() {
         format!("io.k8s.api.core.v1.{}", r.kind)
     } else {
-        format!("io.k8s.api.{}.v1.{}", r.group.split('.').next().unwrap_or(r.group), r.kind)
+        format!(
+            "io.k8s.api.{}.v1.{}",
+            r.group.split('.').next().unwrap_or(r.group),
+            r.kind
+        )
     }
 }
 
@@ -137,8 +158,16 @@ pub fn openapi_v3_group(path: &str) -> Option<Value> {
     let mut schemas = serde_json::Map::new();
     for r in resources::in_group(group) {
         let gvk = json!([{"group": r.group, "version": r.version, "kind": r.kind}]);
-        let base = if group.is_empty() { "/api/v1".to_owned() } else { format!("/apis/{group}/v1") };
-        let ns = if r.namespaced { "/namespaces/{namespace}" } else { "" };
+        let base = if group.is_empty() {
+            "/api/v1".to_owned()
+        } else {
+            format!("/apis/{group}/v1")
+        };
+        let ns = if r.namespaced {
+            "/namespaces/{namespace}"
+        } else {
+            ""
+        };
         let params = json!([
             {"name": "dryRun", "in": "query", "schema": {"type": "string"}},
             {"name": "fieldManager", "in": "query", "schema": {"type": "string"}},
@@ -157,7 +186,10 @@ pub fn openapi_v3_group(path: &str) -> Option<Value> {
             format!("{base}{ns}/{}/{{name}}", r.plural),
             json!({"get": op("get"), "put": op("put"), "patch": op("patch"), "delete": op("delete")}),
         );
-        paths.insert(format!("{base}{ns}/{}", r.plural), json!({"get": op("list"), "post": op("post")}));
+        paths.insert(
+            format!("{base}{ns}/{}", r.plural),
+            json!({"get": op("list"), "post": op("post")}),
+        );
         schemas.insert(
             schema_name(r),
             json!({

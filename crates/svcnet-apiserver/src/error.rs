@@ -10,9 +10,17 @@ pub type Result<T, E = ApiError> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{plural} \"{name}\" not found")]
-    NotFound { group: String, plural: String, name: String },
+    NotFound {
+        group: String,
+        plural: String,
+        name: String,
+    },
     #[error("{plural} \"{name}\" already exists")]
-    AlreadyExists { group: String, plural: String, name: String },
+    AlreadyExists {
+        group: String,
+        plural: String,
+        name: String,
+    },
     #[error("Operation cannot be fulfilled on {plural} \"{name}\": {detail}")]
     Conflict {
         group: String,
@@ -84,16 +92,34 @@ impl ApiError {
     /// The `Status` object kube-apiserver would send.
     pub fn status(&self) -> Value {
         let details = match self {
-            ApiError::NotFound { group, plural, name }
-            | ApiError::AlreadyExists { group, plural, name }
-            | ApiError::Conflict { group, plural, name, .. } => {
+            ApiError::NotFound {
+                group,
+                plural,
+                name,
+            }
+            | ApiError::AlreadyExists {
+                group,
+                plural,
+                name,
+            }
+            | ApiError::Conflict {
+                group,
+                plural,
+                name,
+                ..
+            } => {
                 let mut d = json!({"name": name, "kind": plural});
                 if !group.is_empty() {
                     d["group"] = json!(group);
                 }
                 Some(d)
             }
-            ApiError::Invalid { group, kind, name, errors } => {
+            ApiError::Invalid {
+                group,
+                kind,
+                name,
+                errors,
+            } => {
                 let causes: Vec<Value> = errors
                     .0
                     .iter()
@@ -138,9 +164,12 @@ impl IntoResponse for ApiError {
 impl From<svcnet_store::Error> for ApiError {
     fn from(e: svcnet_store::Error) -> Self {
         match e {
-            svcnet_store::Error::Compacted { requested, compacted } => {
-                ApiError::Gone(format!("too old resource version: {requested} ({compacted})"))
-            }
+            svcnet_store::Error::Compacted {
+                requested,
+                compacted,
+            } => ApiError::Gone(format!(
+                "too old resource version: {requested} ({compacted})"
+            )),
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -28,7 +28,10 @@ type Params = HashMap<String, String>;
 
 pub fn router(reg: Arc<Registry>) -> Router {
     Router::new()
-        .route("/version", get(|| async { axum::Json(discovery::version()) }))
+        .route(
+            "/version",
+            get(|| async { axum::Json(discovery::version()) }),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ok" }))
@@ -38,8 +41,14 @@ pub fn router(reg: Arc<Registry>) -> Router {
                 axum::Json(discovery::api_versions(&reg.config().advertise.to_string()))
             }),
         )
-        .route("/apis", get(|| async { axum::Json(discovery::api_group_list()) }))
-        .route("/openapi/v3", get(|| async { axum::Json(discovery::openapi_v3_root()) }))
+        .route(
+            "/apis",
+            get(|| async { axum::Json(discovery::api_group_list()) }),
+        )
+        .route(
+            "/openapi/v3",
+            get(|| async { axum::Json(discovery::openapi_v3_root()) }),
+        )
         .fallback(dispatch)
         .with_state(reg)
 }
@@ -65,18 +74,30 @@ enum Route {
 }
 
 fn route(path: &str) -> Result<Route> {
-    let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let segs: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
     if let ["openapi", "v3", rest @ ..] = segs.as_slice() {
-        return discovery::openapi_v3_group(&rest.join("/")).map(Route::OpenApi).ok_or(ApiError::NoRoute);
+        return discovery::openapi_v3_group(&rest.join("/"))
+            .map(Route::OpenApi)
+            .ok_or(ApiError::NoRoute);
     }
     let (group, version, rest) = match segs.as_slice() {
         ["api", "v1", rest @ ..] => ("", "v1", rest),
-        ["apis", group] => return discovery::api_group(group).map(Route::Group).ok_or(ApiError::NoRoute),
+        ["apis", group] => {
+            return discovery::api_group(group)
+                .map(Route::Group)
+                .ok_or(ApiError::NoRoute);
+        }
         ["apis", group, version, rest @ ..] => (*group, *version, rest),
         _ => return Err(ApiError::NoRoute),
     };
     if rest.is_empty() {
-        return discovery::resource_list(group, version).map(Route::ResourceList).ok_or(ApiError::NoRoute);
+        return discovery::resource_list(group, version)
+            .map(Route::ResourceList)
+            .ok_or(ApiError::NoRoute);
     }
     let find = |plural: &str| resources::find(group, version, plural).ok_or(ApiError::NoRoute);
     let (res, namespace, name, sub) = match rest {
@@ -130,7 +151,10 @@ fn list_options(p: &Params) -> Result<ListOptions> {
     let fields = FieldSelector::parse(p.get("fieldSelector").map_or("", String::as_str))
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let limit = match p.get("limit").filter(|s| !s.is_empty()) {
-        Some(l) => Some(l.parse::<usize>().map_err(|_| ApiError::BadRequest(format!("invalid limit {l:?}")))?),
+        Some(l) => Some(
+            l.parse::<usize>()
+                .map_err(|_| ApiError::BadRequest(format!("invalid limit {l:?}")))?,
+        ),
         None => None,
     };
     Ok(ListOptions {
@@ -149,7 +173,11 @@ fn wants_table(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.split(',').next().is_some_and(|first| first.contains("as=Table")))
+        .is_some_and(|a| {
+            a.split(',')
+                .next()
+                .is_some_and(|first| first.contains("as=Table"))
+        })
 }
 
 async fn read_body(reg: &Registry, body: Body) -> Result<Bytes> {
@@ -177,7 +205,8 @@ fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value> {
     }
     let ct = content_type(headers);
     if ct.contains("yaml") {
-        let text = std::str::from_utf8(body).map_err(|_| ApiError::BadRequest("the request body is not UTF-8".into()))?;
+        let text = std::str::from_utf8(body)
+            .map_err(|_| ApiError::BadRequest("the request body is not UTF-8".into()))?;
         serde_saphyr::from_str::<Value>(text)
             .map_err(|e| ApiError::BadRequest(format!("error converting YAML to JSON: {e}")))
     } else if ct.is_empty() || ct.contains("json") || ct == "*/*" {
@@ -201,7 +230,9 @@ fn delete_options(p: &Params, body: Option<&Value>) -> DeleteOptions {
             o.grace_period_seconds = Some(g);
         }
         o.precondition_uid = b["preconditions"]["uid"].as_str().map(str::to_owned);
-        o.precondition_rv = b["preconditions"]["resourceVersion"].as_str().map(str::to_owned);
+        o.precondition_rv = b["preconditions"]["resourceVersion"]
+            .as_str()
+            .map(str::to_owned);
     }
     o
 }
@@ -233,7 +264,12 @@ async fn handle(reg: Arc<Registry>, req: Request) -> Result<Response> {
             return Ok(json_response(StatusCode::OK, &v));
         }
     };
-    let Target { res, namespace, name, subresource } = target;
+    let Target {
+        res,
+        namespace,
+        name,
+        subresource,
+    } = target;
     let ns = namespace.as_deref();
     let table = wants_table(&parts.headers);
     let include = params.get("includeObject").cloned().unwrap_or_default();
@@ -242,12 +278,21 @@ async fn handle(reg: Arc<Registry>, req: Request) -> Result<Response> {
     let headers = parts.headers;
 
     match (parts.method, name) {
-        (Method::GET, None) if flag(&params, "watch") => Ok(watch(reg, res, namespace, &params, table, include)?),
+        (Method::GET, None) if flag(&params, "watch") => {
+            Ok(watch(reg, res, namespace, &params, table, include)?)
+        }
         (Method::GET, None) => {
             let opts = list_options(&params)?;
             let page = reg.list(res, ns, &opts).await?;
             if table {
-                let t = table::table(res, &page.items, &page.revision.to_string(), page.continue_token.as_deref(), &include, true);
+                let t = table::table(
+                    res,
+                    &page.items,
+                    &page.revision.to_string(),
+                    page.continue_token.as_deref(),
+                    &include,
+                    true,
+                );
                 return Ok(json_response(StatusCode::OK, &t));
             }
             Ok(json_response(StatusCode::OK, &list_body(res, &page)))
@@ -255,8 +300,14 @@ async fn handle(reg: Arc<Registry>, req: Request) -> Result<Response> {
         (Method::GET, Some(name)) => {
             let obj = reg.get(res, ns, &name).await?;
             if table {
-                let rv = obj["metadata"]["resourceVersion"].as_str().unwrap_or("").to_owned();
-                return Ok(json_response(StatusCode::OK, &table::table(res, &[obj], &rv, None, &include, true)));
+                let rv = obj["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned();
+                return Ok(json_response(
+                    StatusCode::OK,
+                    &table::table(res, &[obj], &rv, None, &include, true),
+                ));
             }
             Ok(json_response(StatusCode::OK, &obj))
         }
@@ -283,18 +334,32 @@ async fn handle(reg: Arc<Registry>, req: Request) -> Result<Response> {
         }
         (Method::DELETE, Some(name)) => {
             let body = read_body(&reg, body).await?;
-            let opts_body = if body.iter().all(u8::is_ascii_whitespace) { None } else { Some(decode_body(&headers, &body)?) };
+            let opts_body = if body.iter().all(u8::is_ascii_whitespace) {
+                None
+            } else {
+                Some(decode_body(&headers, &body)?)
+            };
             let opts = delete_options(&params, opts_body.as_ref());
             let deleted = reg.delete(res, ns, &name, &opts).await?;
             Ok(json_response(StatusCode::OK, &deleted))
         }
         (Method::DELETE, None) => {
             let body = read_body(&reg, body).await?;
-            let opts_body = if body.iter().all(u8::is_ascii_whitespace) { None } else { Some(decode_body(&headers, &body)?) };
+            let opts_body = if body.iter().all(u8::is_ascii_whitespace) {
+                None
+            } else {
+                Some(decode_body(&headers, &body)?)
+            };
             let opts = delete_options(&params, opts_body.as_ref());
-            let items = reg.delete_collection(res, ns, &list_options(&params)?, &opts).await?;
+            let items = reg
+                .delete_collection(res, ns, &list_options(&params)?, &opts)
+                .await?;
             let rev = reg.store().revision().await?;
-            let page = registry::ListPage { items, revision: rev, continue_token: None };
+            let page = registry::ListPage {
+                items,
+                revision: rev,
+                continue_token: None,
+            };
             Ok(json_response(StatusCode::OK, &list_body(res, &page)))
         }
         _ => Err(ApiError::MethodNotAllowed),
@@ -314,12 +379,14 @@ async fn patch(
 ) -> Result<Value> {
     let ct = content_type(headers);
     let patch: Value = match ct.as_str() {
-        "application/json-patch+json" | "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
-            serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("error decoding patch: {e}")))?
-        }
+        "application/json-patch+json"
+        | "application/merge-patch+json"
+        | "application/strategic-merge-patch+json" => serde_json::from_slice(body)
+            .map_err(|e| ApiError::BadRequest(format!("error decoding patch: {e}")))?,
         "application/apply-patch+yaml" => {
             return Err(ApiError::UnsupportedMediaType(
-                "server-side apply is not supported by svcnet; use client-side `kubectl apply`".into(),
+                "server-side apply is not supported by svcnet; use client-side `kubectl apply`"
+                    .into(),
             ));
         }
         other => {
@@ -353,7 +420,9 @@ async fn patch(
                 .map_err(|e| ApiError::BadRequest(e.to_string()))?,
         };
         if !patched.is_object() {
-            return Err(ApiError::BadRequest("the patch produced something other than an object".into()));
+            return Err(ApiError::BadRequest(
+                "the patch produced something other than an object".into(),
+            ));
         }
         // A patch that does not name a resourceVersion applies to the version it was built on.
         let pinned = patched["metadata"]["resourceVersion"] != current_rv;
@@ -385,7 +454,14 @@ struct WatchParams {
     include: String,
 }
 
-fn watch(reg: Arc<Registry>, res: &'static Resource, ns: Option<String>, p: &Params, table: bool, include: String) -> Result<Response> {
+fn watch(
+    reg: Arc<Registry>,
+    res: &'static Resource,
+    ns: Option<String>,
+    p: &Params,
+    table: bool,
+    include: String,
+) -> Result<Response> {
     let opts = list_options(p)?;
     registry::check_field_selector(res, &opts.fields)?;
     let timeout = p
@@ -407,7 +483,9 @@ fn watch(reg: Arc<Registry>, res: &'static Resource, ns: Option<String>, p: &Par
         && rv != "0"
         && rv.parse::<u64>().is_err()
     {
-        return Err(ApiError::BadRequest(format!("invalid resourceVersion {rv:?}")));
+        return Err(ApiError::BadRequest(format!(
+            "invalid resourceVersion {rv:?}"
+        )));
     }
     let (tx, rx) = mpsc::channel::<Bytes>(256);
     tokio::spawn(async move {
@@ -415,22 +493,43 @@ fn watch(reg: Arc<Registry>, res: &'static Resource, ns: Option<String>, p: &Par
             let _ = tx.send(event_line("ERROR", &e.status())).await;
         }
     });
-    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx)) });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+    });
     Ok((
         StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-cache, private")],
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-cache, private"),
+        ],
         Body::from_stream(stream),
     )
         .into_response())
 }
 
-async fn run_watch(reg: &Registry, res: &'static Resource, ns: Option<&str>, p: WatchParams, tx: &mpsc::Sender<Bytes>) -> Result<()> {
+async fn run_watch(
+    reg: &Registry,
+    res: &'static Resource,
+    ns: Option<&str>,
+    p: WatchParams,
+    tx: &mpsc::Sender<Bytes>,
+) -> Result<()> {
     let deadline = tokio::time::Instant::now() + p.timeout;
     let mut first_table = true;
     let render = |obj: &Value, first: &mut bool| -> Value {
         if p.table {
-            let rv = obj["metadata"]["resourceVersion"].as_str().unwrap_or("").to_owned();
-            let t = table::table(res, std::slice::from_ref(obj), &rv, None, &p.include, *first);
+            let rv = obj["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
+            let t = table::table(
+                res,
+                std::slice::from_ref(obj),
+                &rv,
+                None,
+                &p.include,
+                *first,
+            );
             *first = false;
             t
         } else {
@@ -449,12 +548,29 @@ async fn run_watch(reg: &Registry, res: &'static Resource, ns: Option<&str>, p: 
         Some(rv) if rv != "0" => rv.parse().unwrap_or(0),
         _ => 0,
     };
-    if initial && (p.resource_version.is_none() || p.resource_version.as_deref() == Some("0") || p.send_initial == Some(true)) {
+    if initial
+        && (p.resource_version.is_none()
+            || p.resource_version.as_deref() == Some("0")
+            || p.send_initial == Some(true))
+    {
         let page = reg
-            .list(res, ns, &ListOptions { labels: p.labels.clone(), fields: p.fields.clone(), limit: None, continue_token: None })
+            .list(
+                res,
+                ns,
+                &ListOptions {
+                    labels: p.labels.clone(),
+                    fields: p.fields.clone(),
+                    limit: None,
+                    continue_token: None,
+                },
+            )
             .await?;
         for obj in &page.items {
-            if tx.send(event_line("ADDED", &render(obj, &mut first_table))).await.is_err() {
+            if tx
+                .send(event_line("ADDED", &render(obj, &mut first_table)))
+                .await
+                .is_err()
+            {
                 return Ok(());
             }
         }

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{
-    EndpointAddress, EndpointPort, EndpointSubset, Endpoints, Event, Namespace, Node, Pod, Service, ServicePort,
-    ServiceSpec,
+    EndpointAddress, EndpointPort, EndpointSubset, Endpoints, Event, Namespace, Node, Pod, Service,
+    ServicePort, ServiceSpec,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -38,9 +38,7 @@ fn typed<T: DeserializeOwned>(res: &Resource, obj: &Value) -> Result<T> {
     serde_json::from_value(obj.clone()).map_err(|e| {
         ApiError::BadRequest(format!(
             "{} in version \"{}\" cannot be handled as a {}: {e}",
-            res.kind,
-            res.version,
-            res.kind
+            res.kind, res.version, res.kind
         ))
     })
 }
@@ -59,7 +57,11 @@ fn invalid(res: &Resource, obj: &Value, errors: ErrorList) -> ApiError {
 }
 
 fn check(res: &Resource, obj: &Value, errors: ErrorList) -> Result<()> {
-    if errors.is_empty() { Ok(()) } else { Err(invalid(res, obj, errors)) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid(res, obj, errors))
+    }
 }
 
 fn alloc_error(res: &Resource, obj: &Value, e: AllocateError) -> ApiError {
@@ -115,10 +117,17 @@ fn validate_other(res: &Resource, obj: &Value) -> Result<ErrorList> {
             let mut seen = std::collections::HashSet::new();
             for (i, c) in spec.containers.iter().enumerate() {
                 for m in names::dns1123_label(&c.name) {
-                    errs.push(FieldError::invalid(format!("spec.containers[{i}].name"), &c.name, m));
+                    errs.push(FieldError::invalid(
+                        format!("spec.containers[{i}].name"),
+                        &c.name,
+                        m,
+                    ));
                 }
                 if !seen.insert(c.name.clone()) {
-                    errs.push(FieldError::duplicate(format!("spec.containers[{i}].name"), &c.name));
+                    errs.push(FieldError::duplicate(
+                        format!("spec.containers[{i}].name"),
+                        &c.name,
+                    ));
                 }
                 for (j, p) in c.ports.iter().flatten().enumerate() {
                     if !(1..=65535).contains(&p.container_port) {
@@ -130,7 +139,11 @@ fn validate_other(res: &Resource, obj: &Value) -> Result<ErrorList> {
                     }
                     if let Some(n) = p.name.as_deref() {
                         for m in names::iana_svc_name(n) {
-                            errs.push(FieldError::invalid(format!("spec.containers[{i}].ports[{j}].name"), n, m));
+                            errs.push(FieldError::invalid(
+                                format!("spec.containers[{i}].ports[{j}].name"),
+                                n,
+                                m,
+                            ));
                         }
                     }
                 }
@@ -152,7 +165,11 @@ fn validate_other(res: &Resource, obj: &Value) -> Result<ErrorList> {
             if at.is_empty() {
                 errs.push(FieldError::required("addressType", ""));
             } else if !["IPv4", "IPv6", "FQDN"].contains(&at) {
-                errs.push(FieldError::not_supported("addressType", at, &["FQDN", "IPv4", "IPv6"]));
+                errs.push(FieldError::not_supported(
+                    "addressType",
+                    at,
+                    &["FQDN", "IPv4", "IPv6"],
+                ));
             }
             if slice.endpoints.len() > 1000 {
                 errs.push(FieldError::new(
@@ -216,10 +233,8 @@ pub(crate) fn admit_create(reg: &Registry, res: &Resource, obj: &mut Value) -> R
                     obj["spec"] = json!({"finalizers": ["kubernetes"]});
                 }
             }
-            "pods" => {
-                if obj["status"]["phase"].as_str().unwrap_or("").is_empty() {
-                    obj["status"]["phase"] = json!("Pending");
-                }
+            "pods" if obj["status"]["phase"].as_str().unwrap_or("").is_empty() => {
+                obj["status"]["phase"] = json!("Pending");
             }
             _ => {}
         }
@@ -248,7 +263,13 @@ pub(crate) fn admit_create(reg: &Registry, res: &Resource, obj: &mut Value) -> R
     })
 }
 
-pub(crate) fn admit_update(reg: &Registry, res: &Resource, old: &Value, new: &mut Value, status_only: bool) -> Result<Admitted> {
+pub(crate) fn admit_update(
+    reg: &Registry,
+    res: &Resource,
+    old: &Value,
+    new: &mut Value,
+    status_only: bool,
+) -> Result<Admitted> {
     if res.plural != "services" {
         let mut errs = validate_other(res, new)?;
         let (om, nm): (ObjectMeta, ObjectMeta) = (
@@ -260,7 +281,11 @@ pub(crate) fn admit_update(reg: &Registry, res: &Resource, old: &Value, new: &mu
             let old_node = old["spec"]["nodeName"].as_str().unwrap_or("");
             let new_node = new["spec"]["nodeName"].as_str().unwrap_or("");
             if !old_node.is_empty() && old_node != new_node {
-                errs.push(FieldError::invalid("spec.nodeName", new_node, "field is immutable"));
+                errs.push(FieldError::invalid(
+                    "spec.nodeName",
+                    new_node,
+                    "field is immutable",
+                ));
             }
         }
         check(res, new, errs)?;
@@ -282,12 +307,17 @@ pub(crate) fn admit_update(reg: &Registry, res: &Resource, old: &Value, new: &mu
     let fresh = {
         let mut allocs = reg.allocators.lock().expect("allocator lock");
         let mut rng = reg.rng.lock().expect("rng lock");
-        allocs.allocate(&mut spec, &held, &mut *rng).map_err(|e| alloc_error(res, new, e))?
+        allocs
+            .allocate(&mut spec, &held, &mut *rng)
+            .map_err(|e| alloc_error(res, new, e))?
     };
     let release_after = held.minus(&Allocation::held_by(&spec));
     svc.spec = Some(spec);
     *new = untyped(&svc);
-    Ok(Admitted::Service { fresh, release_after })
+    Ok(Admitted::Service {
+        fresh,
+        release_after,
+    })
 }
 
 /// Called after an object left the store.
@@ -296,7 +326,10 @@ pub(crate) fn after_delete(reg: &Registry, res: &Resource, old: &Value) {
         && let Ok(svc) = serde_json::from_value::<Service>(old.clone())
     {
         let held = Allocation::held_by(&svc.spec.unwrap_or_default());
-        reg.allocators.lock().expect("allocator lock").release(&held);
+        reg.allocators
+            .lock()
+            .expect("allocator lock")
+            .release(&held);
     }
 }
 
@@ -309,8 +342,15 @@ pub(crate) struct Graceful {
 /// Objects that are marked for deletion instead of removed at once: bound Pods (their node
 /// agent finishes them; the grace-period reaper otherwise), objects with finalizers, and
 /// Namespaces (their content is removed first).
-pub(crate) fn graceful_delete(_reg: &Registry, res: &Resource, old: &Value, opts: &DeleteOptions) -> Option<Graceful> {
-    let has_finalizers = old["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
+pub(crate) fn graceful_delete(
+    _reg: &Registry,
+    res: &Resource,
+    old: &Value,
+    opts: &DeleteOptions,
+) -> Option<Graceful> {
+    let has_finalizers = old["metadata"]["finalizers"]
+        .as_array()
+        .is_some_and(|f| !f.is_empty());
     let mut obj = old.clone();
     let now = now_rfc3339();
     match res.plural {
@@ -319,19 +359,30 @@ pub(crate) fn graceful_delete(_reg: &Registry, res: &Resource, old: &Value, opts
                 obj["metadata"]["deletionTimestamp"] = json!(now);
             }
             obj["status"]["phase"] = json!("Terminating");
-            Some(Graceful { object: obj, immediate: false })
+            Some(Graceful {
+                object: obj,
+                immediate: false,
+            })
         }
         "pods" => {
             let grace = opts
                 .grace_period_seconds
                 .or_else(|| old["spec"]["terminationGracePeriodSeconds"].as_i64())
                 .unwrap_or(30);
-            let bound = old["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
-            let running = !matches!(old["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
+            let bound = old["spec"]["nodeName"]
+                .as_str()
+                .is_some_and(|n| !n.is_empty());
+            let running = !matches!(
+                old["status"]["phase"].as_str(),
+                Some("Succeeded" | "Failed")
+            );
             if grace <= 0 || !bound || !running {
                 return (has_finalizers).then(|| {
                     obj["metadata"]["deletionTimestamp"] = json!(now);
-                    Graceful { object: obj, immediate: false }
+                    Graceful {
+                        object: obj,
+                        immediate: false,
+                    }
                 });
             }
             if obj["metadata"].get("deletionTimestamp").is_none() {
@@ -340,11 +391,17 @@ pub(crate) fn graceful_delete(_reg: &Registry, res: &Resource, old: &Value, opts
                     json!(at.round(jiff::Unit::Second).unwrap_or(at).to_string());
                 obj["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
             }
-            Some(Graceful { object: obj, immediate: false })
+            Some(Graceful {
+                object: obj,
+                immediate: false,
+            })
         }
         _ if has_finalizers => {
             obj["metadata"]["deletionTimestamp"] = json!(now);
-            Some(Graceful { object: obj, immediate: false })
+            Some(Graceful {
+                object: obj,
+                immediate: false,
+            })
         }
         _ => None,
     }
@@ -360,11 +417,21 @@ pub(crate) fn spawn_namespace_cleanup(reg: &Registry, ns: &str) {
             ..Default::default()
         };
         for res in resources::ALL.iter().filter(|r| r.namespaced) {
-            if let Err(e) = reg.delete_collection(res, Some(&ns), &ListOptions::default(), &opts).await {
+            if let Err(e) = reg
+                .delete_collection(res, Some(&ns), &ListOptions::default(), &opts)
+                .await
+            {
                 tracing::warn!(namespace = %ns, resource = res.plural, error = %e, "namespace cleanup failed");
             }
         }
-        match reg.store.delete(&resources::NAMESPACES.key(None, &ns), svcnet_store::Precondition::MustExist).await {
+        match reg
+            .store
+            .delete(
+                &resources::NAMESPACES.key(None, &ns),
+                svcnet_store::Precondition::MustExist,
+            )
+            .await
+        {
             Ok(_) | Err(svcnet_store::Error::NotFound) => {}
             Err(e) => tracing::warn!(namespace = %ns, error = %e, "namespace delete failed"),
         }
@@ -381,10 +448,17 @@ pub(crate) async fn bootstrap(reg: &Arc<Registry>) -> Result<()> {
             Err(e) => return Err(e),
         }
     }
-    let first_ip = reg.allocators.lock().expect("allocator lock").first_ip().to_string();
+    let first_ip = reg
+        .allocators
+        .lock()
+        .expect("allocator lock")
+        .first_ip()
+        .to_string();
     let advertise = reg.config.advertise;
-    let labels: BTreeMap<String, String> =
-        [("component", "apiserver"), ("provider", "kubernetes")].into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+    let labels: BTreeMap<String, String> = [("component", "apiserver"), ("provider", "kubernetes")]
+        .into_iter()
+        .map(|(k, v)| (k.into(), v.into()))
+        .collect();
     let svc = Service {
         metadata: ObjectMeta {
             name: Some("kubernetes".into()),
@@ -405,7 +479,10 @@ pub(crate) async fn bootstrap(reg: &Arc<Registry>) -> Result<()> {
         }),
         status: None,
     };
-    match reg.create(&resources::SERVICES, Some("default"), untyped(&svc), false).await {
+    match reg
+        .create(&resources::SERVICES, Some("default"), untyped(&svc), false)
+        .await
+    {
         Ok(_) | Err(ApiError::AlreadyExists { .. }) => {}
         Err(e) => tracing::warn!(error = %e, "could not create the kubernetes Service"),
     }
@@ -432,13 +509,25 @@ pub(crate) async fn bootstrap(reg: &Arc<Registry>) -> Result<()> {
         }]),
     };
     let ep_value = untyped(&ep);
-    match reg.get(&resources::ENDPOINTS, Some("default"), "kubernetes").await {
+    match reg
+        .get(&resources::ENDPOINTS, Some("default"), "kubernetes")
+        .await
+    {
         Ok(existing) if existing["subsets"] == ep_value["subsets"] => {}
         Ok(_) => {
-            reg.update(&resources::ENDPOINTS, Some("default"), "kubernetes", ep_value, false, false).await?;
+            reg.update(
+                &resources::ENDPOINTS,
+                Some("default"),
+                "kubernetes",
+                ep_value,
+                false,
+                false,
+            )
+            .await?;
         }
         Err(_) => {
-            reg.create(&resources::ENDPOINTS, Some("default"), ep_value, false).await?;
+            reg.create(&resources::ENDPOINTS, Some("default"), ep_value, false)
+                .await?;
         }
     }
     crate::controller::publish_kubernetes_slice(reg, advertise).await?;

@@ -74,13 +74,23 @@ pub struct DeleteOptions {
 }
 
 pub fn now_rfc3339() -> String {
-    jiff::Timestamp::now().round(jiff::Unit::Second).unwrap_or_else(|_| jiff::Timestamp::now()).to_string()
+    jiff::Timestamp::now()
+        .round(jiff::Unit::Second)
+        .unwrap_or_else(|_| jiff::Timestamp::now())
+        .to_string()
 }
 
 pub fn new_uid() -> String {
     let b: [u8; 16] = rand::random();
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-4{}-a{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
 }
 
 pub fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
@@ -93,7 +103,8 @@ pub fn decode(kv: &KeyValue) -> Result<Value> {
 }
 
 pub fn decode_at(raw: &[u8], revision: u64) -> Result<Value> {
-    let mut v: Value = serde_json::from_slice(raw).map_err(|e| ApiError::Internal(format!("corrupt stored object: {e}")))?;
+    let mut v: Value = serde_json::from_slice(raw)
+        .map_err(|e| ApiError::Internal(format!("corrupt stored object: {e}")))?;
     v["metadata"]["resourceVersion"] = json!(revision.to_string());
     Ok(v)
 }
@@ -107,8 +118,11 @@ fn encode(obj: &Value) -> Bytes {
 }
 
 fn parse_rv(rv: &str) -> Result<u64> {
-    rv.parse()
-        .map_err(|_| ApiError::BadRequest(format!("invalid resourceVersion {rv:?}: must be a decimal revision")))
+    rv.parse().map_err(|_| {
+        ApiError::BadRequest(format!(
+            "invalid resourceVersion {rv:?}: must be a decimal revision"
+        ))
+    })
 }
 
 /// The value of a field-selector field on `obj`, or `None` when the resource does not support
@@ -138,7 +152,9 @@ pub fn field_value(res: &Resource, obj: &Value, field: &str) -> Option<String> {
 
 pub fn check_field_selector(res: &Resource, sel: &FieldSelector) -> Result<()> {
     for r in &sel.0 {
-        if !matches!(r.field.as_str(), "metadata.name" | "metadata.namespace") && !res.fields.contains(&r.field.as_str()) {
+        if !matches!(r.field.as_str(), "metadata.name" | "metadata.namespace")
+            && !res.fields.contains(&r.field.as_str())
+        {
             return Err(ApiError::BadRequest(format!(
                 "field label not supported: {}",
                 r.field
@@ -148,7 +164,12 @@ pub fn check_field_selector(res: &Resource, sel: &FieldSelector) -> Result<()> {
     Ok(())
 }
 
-pub fn matches(res: &Resource, obj: &Value, labels: &LabelSelector, fields: &FieldSelector) -> bool {
+pub fn matches(
+    res: &Resource,
+    obj: &Value,
+    labels: &LabelSelector,
+    fields: &FieldSelector,
+) -> bool {
     if !labels.is_empty() {
         let map: Option<std::collections::BTreeMap<String, String>> = obj
             .get("metadata")
@@ -167,7 +188,9 @@ fn continue_encode(revision: u64, start: &str) -> String {
 }
 
 fn continue_decode(token: &str) -> Result<(u64, String)> {
-    let bad = || ApiError::BadRequest("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)".into());
+    let bad = || {
+        ApiError::BadRequest("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)".into())
+    };
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(token)
         .map_err(|_| bad())?;
@@ -178,7 +201,10 @@ fn continue_decode(token: &str) -> Result<(u64, String)> {
 }
 
 impl Registry {
-    pub async fn new(store: Arc<dyn Store>, config: Config) -> std::result::Result<Arc<Self>, String> {
+    pub async fn new(
+        store: Arc<dyn Store>,
+        config: Config,
+    ) -> std::result::Result<Arc<Self>, String> {
         let allocators = ServiceAllocators::new(&config.service_cidrs, config.node_port_range)?;
         let registry = Arc::new(Self {
             store,
@@ -187,8 +213,13 @@ impl Registry {
             rng: Mutex::new(StdRng::from_os_rng()),
             me: std::sync::OnceLock::new(),
         });
-        registry.repair_allocations().await.map_err(|e| e.to_string())?;
-        kinds::bootstrap(&registry).await.map_err(|e| e.to_string())?;
+        registry
+            .repair_allocations()
+            .await
+            .map_err(|e| e.to_string())?;
+        kinds::bootstrap(&registry)
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(registry)
     }
 
@@ -203,16 +234,27 @@ impl Registry {
     /// Finishes graceful Pod deletions whose grace period has passed. A node agent normally
     /// does this once the containers stopped; without one the grace period is the bound.
     pub async fn reap_expired_pods(&self) -> Result<usize> {
-        let page = self.store.list(&resources::PODS.prefix(None), None, None).await?;
+        let page = self
+            .store
+            .list(&resources::PODS.prefix(None), None, None)
+            .await?;
         let now = jiff::Timestamp::now();
         let mut reaped = 0;
         for kv in &page.items {
             let obj = decode(kv)?;
-            let Some(ts) = obj["metadata"]["deletionTimestamp"].as_str() else { continue };
+            let Some(ts) = obj["metadata"]["deletionTimestamp"].as_str() else {
+                continue;
+            };
             let due = ts.parse::<jiff::Timestamp>().is_ok_and(|t| t <= now);
-            let finalizers = obj["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
+            let finalizers = obj["metadata"]["finalizers"]
+                .as_array()
+                .is_some_and(|f| !f.is_empty());
             if due && !finalizers {
-                match self.store.delete(&kv.key, Precondition::ModRevision(kv.mod_revision)).await {
+                match self
+                    .store
+                    .delete(&kv.key, Precondition::ModRevision(kv.mod_revision))
+                    .await
+                {
                     Ok(_) => reaped += 1,
                     Err(svcnet_store::Error::Conflict { .. } | svcnet_store::Error::NotFound) => {}
                     Err(e) => return Err(e.into()),
@@ -232,16 +274,24 @@ impl Registry {
 
     /// Rebuilds the allocator bitmaps from the stored Services (kube-apiserver's repair loop).
     async fn repair_allocations(&self) -> Result<()> {
-        let all = self.store.list(&resources::SERVICES.prefix(None), None, None).await?;
+        let all = self
+            .store
+            .list(&resources::SERVICES.prefix(None), None, None)
+            .await?;
         let mut allocs = self.allocators.lock().expect("allocator lock");
         for kv in &all.items {
             let svc: k8s_openapi::api::core::v1::Service = serde_json::from_slice(&kv.value)
-                .map_err(|e| ApiError::Internal(format!("stored Service {} is corrupt: {e}", kv.key)))?;
+                .map_err(|e| {
+                    ApiError::Internal(format!("stored Service {} is corrupt: {e}", kv.key))
+                })?;
             for problem in allocs.repair(&svc.spec.unwrap_or_default()) {
                 tracing::warn!(service = %kv.key, %problem, "allocation repair found a conflict");
             }
         }
-        tracing::info!(services = all.items.len(), "allocations repaired from stored Services");
+        tracing::info!(
+            services = all.items.len(),
+            "allocations repaired from stored Services"
+        );
         Ok(())
     }
 
@@ -253,7 +303,12 @@ impl Registry {
         }
     }
 
-    pub async fn list(&self, res: &Resource, ns: Option<&str>, opts: &ListOptions) -> Result<ListPage> {
+    pub async fn list(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<ListPage> {
         check_field_selector(res, &opts.fields)?;
         let prefix = res.prefix(ns);
         let (mut start, fixed_rev) = match &opts.continue_token {
@@ -283,10 +338,10 @@ impl Registry {
                 if matches(res, &obj, &opts.labels, &opts.fields) {
                     items.push(obj);
                     if limit.is_some_and(|l| items.len() == l) {
-                        let more_after = page.more || kv.key != page.items.last().expect("non-empty").key;
-                        let token = more_after.then(|| {
-                            continue_encode(fixed_rev.unwrap_or(page.revision), &kv.key)
-                        });
+                        let more_after =
+                            page.more || kv.key != page.items.last().expect("non-empty").key;
+                        let token = more_after
+                            .then(|| continue_encode(fixed_rev.unwrap_or(page.revision), &kv.key));
                         return Ok(ListPage {
                             items,
                             revision: fixed_rev.unwrap_or(page.revision),
@@ -331,7 +386,9 @@ impl Registry {
     /// Checks `apiVersion`, `kind` and namespace of a request body against the URL.
     fn check_identity(res: &Resource, ns: Option<&str>, obj: &mut Value) -> Result<()> {
         if !obj.is_object() {
-            return Err(ApiError::BadRequest("the body of the request must be a JSON object".into()));
+            return Err(ApiError::BadRequest(
+                "the body of the request must be a JSON object".into(),
+            ));
         }
         let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
         if !kind.is_empty() && kind != res.kind {
@@ -367,10 +424,22 @@ impl Registry {
         Ok(())
     }
 
-    pub async fn create(&self, res: &Resource, ns: Option<&str>, mut obj: Value, dry_run: bool) -> Result<Value> {
+    pub async fn create(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        mut obj: Value,
+        dry_run: bool,
+    ) -> Result<Value> {
         Self::check_identity(res, ns, &mut obj)?;
-        let meta = obj["metadata"].as_object_mut().expect("metadata is an object");
-        if meta.get("name").and_then(Value::as_str).unwrap_or("").is_empty()
+        let meta = obj["metadata"]
+            .as_object_mut()
+            .expect("metadata is an object");
+        if meta
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .is_empty()
             && let Some(prefix) = meta.get("generateName").and_then(Value::as_str)
             && !prefix.is_empty()
         {
@@ -381,7 +450,13 @@ impl Registry {
             let name = format!("{prefix}{suffix}");
             meta.insert("name".into(), json!(name));
         }
-        for f in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields", "selfLink"] {
+        for f in [
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "managedFields",
+            "selfLink",
+        ] {
             meta.remove(f);
         }
         meta.insert("uid".into(), json!(new_uid()));
@@ -396,12 +471,19 @@ impl Registry {
         }
         let result = self
             .store
-            .put(&res.key(ns, &name), encode(&obj), Precondition::MustNotExist)
+            .put(
+                &res.key(ns, &name),
+                encode(&obj),
+                Precondition::MustNotExist,
+            )
             .await;
         match result {
             Ok(kv) => {
                 admitted.commit(self);
-                decode_at(&serde_json::to_vec(&obj).expect("serializable"), kv.mod_revision)
+                decode_at(
+                    &serde_json::to_vec(&obj).expect("serializable"),
+                    kv.mod_revision,
+                )
             }
             Err(e) => {
                 admitted.rollback(self);
@@ -437,10 +519,17 @@ impl Registry {
             }
             _ => {}
         }
-        let requested_rv = meta_str(&obj, "resourceVersion").filter(|s| !s.is_empty()).map(parse_rv).transpose()?;
+        let requested_rv = meta_str(&obj, "resourceVersion")
+            .filter(|s| !s.is_empty())
+            .map(parse_rv)
+            .transpose()?;
         for _attempt in 0..8 {
             let key = res.key(ns, name);
-            let current = self.store.get(&key).await?.ok_or_else(|| not_found(res, name))?;
+            let current = self
+                .store
+                .get(&key)
+                .await?
+                .ok_or_else(|| not_found(res, name))?;
             let old = decode(&current)?;
             if let Some(rv) = requested_rv
                 && rv != current.mod_revision
@@ -455,7 +544,13 @@ impl Registry {
                 obj.clone()
             };
             // Server-owned metadata carries over.
-            for f in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+            for f in [
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "generation",
+            ] {
                 match old["metadata"].get(f) {
                     Some(v) => new["metadata"][f] = v.clone(),
                     None => {
@@ -482,13 +577,23 @@ impl Registry {
             }
             // An object being deleted goes once its last finalizer is gone.
             let finalized = old["metadata"].get("deletionTimestamp").is_some()
-                && new["metadata"]["finalizers"].as_array().is_none_or(Vec::is_empty)
+                && new["metadata"]["finalizers"]
+                    .as_array()
+                    .is_none_or(Vec::is_empty)
                 && res.plural != "namespaces"
                 && res.plural != "pods";
             let result = if finalized {
-                self.store.delete(&key, Precondition::ModRevision(current.mod_revision)).await
+                self.store
+                    .delete(&key, Precondition::ModRevision(current.mod_revision))
+                    .await
             } else {
-                self.store.put(&key, encode(&new), Precondition::ModRevision(current.mod_revision)).await
+                self.store
+                    .put(
+                        &key,
+                        encode(&new),
+                        Precondition::ModRevision(current.mod_revision),
+                    )
+                    .await
             };
             match result {
                 Ok(kv) => {
@@ -496,7 +601,10 @@ impl Registry {
                     if finalized {
                         kinds::after_delete(self, res, &old);
                     }
-                    return decode_at(&serde_json::to_vec(&new).expect("serializable"), kv.mod_revision);
+                    return decode_at(
+                        &serde_json::to_vec(&new).expect("serializable"),
+                        kv.mod_revision,
+                    );
                 }
                 Err(svcnet_store::Error::Conflict { .. }) if requested_rv.is_none() => {
                     admitted.rollback(self);
@@ -519,10 +627,20 @@ impl Registry {
         Err(conflict(res, name))
     }
 
-    pub async fn delete(&self, res: &Resource, ns: Option<&str>, name: &str, opts: &DeleteOptions) -> Result<Value> {
+    pub async fn delete(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> Result<Value> {
         for _attempt in 0..8 {
             let key = res.key(ns, name);
-            let current = self.store.get(&key).await?.ok_or_else(|| not_found(res, name))?;
+            let current = self
+                .store
+                .get(&key)
+                .await?
+                .ok_or_else(|| not_found(res, name))?;
             let old = decode(&current)?;
             if let Some(uid) = &opts.precondition_uid
                 && meta_str(&old, "uid") != Some(uid.as_str())
@@ -549,21 +667,32 @@ impl Registry {
                 if !graceful.immediate {
                     let result = self
                         .store
-                        .put(&key, encode(&graceful.object), Precondition::ModRevision(current.mod_revision))
+                        .put(
+                            &key,
+                            encode(&graceful.object),
+                            Precondition::ModRevision(current.mod_revision),
+                        )
                         .await;
                     match result {
                         Ok(kv) => {
                             if res.plural == "namespaces" {
                                 kinds::spawn_namespace_cleanup(self, name);
                             }
-                            return decode_at(&serde_json::to_vec(&graceful.object).expect("serializable"), kv.mod_revision);
+                            return decode_at(
+                                &serde_json::to_vec(&graceful.object).expect("serializable"),
+                                kv.mod_revision,
+                            );
                         }
                         Err(svcnet_store::Error::Conflict { .. }) => continue,
                         Err(e) => return Err(e.into()),
                     }
                 }
             }
-            match self.store.delete(&key, Precondition::ModRevision(current.mod_revision)).await {
+            match self
+                .store
+                .delete(&key, Precondition::ModRevision(current.mod_revision))
+                .await
+            {
                 Ok(_) => {
                     kinds::after_delete(self, res, &old);
                     return Ok(old);
@@ -577,7 +706,13 @@ impl Registry {
     }
 
     /// Deletes every object matching the selectors; returns the deleted objects.
-    pub async fn delete_collection(&self, res: &Resource, ns: Option<&str>, opts: &ListOptions, del: &DeleteOptions) -> Result<Vec<Value>> {
+    pub async fn delete_collection(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        opts: &ListOptions,
+        del: &DeleteOptions,
+    ) -> Result<Vec<Value>> {
         let page = self
             .list(
                 res,
@@ -625,14 +760,20 @@ impl Admitted {
         if let Admitted::Service { release_after, .. } = self
             && !release_after.is_empty()
         {
-            reg.allocators.lock().expect("allocator lock").release(&release_after);
+            reg.allocators
+                .lock()
+                .expect("allocator lock")
+                .release(&release_after);
         }
     }
     pub(crate) fn rollback(self, reg: &Registry) {
         if let Admitted::Service { fresh, .. } = self
             && !fresh.is_empty()
         {
-            reg.allocators.lock().expect("allocator lock").release(&fresh);
+            reg.allocators
+                .lock()
+                .expect("allocator lock")
+                .release(&fresh);
         }
     }
 }

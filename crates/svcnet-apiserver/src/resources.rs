@@ -30,7 +30,11 @@ impl Resource {
 
     /// The store prefix of all objects, or of one namespace's objects.
     pub fn prefix(&self, namespace: Option<&str>) -> String {
-        let group = if self.group.is_empty() { "core" } else { self.group };
+        let group = if self.group.is_empty() {
+            "core"
+        } else {
+            self.group
+        };
         match namespace {
             Some(ns) if self.namespaced => format!("/registry/{group}/{}/{ns}/", self.plural),
             _ => format!("/registry/{group}/{}/", self.plural),
@@ -102,7 +106,12 @@ pub static PODS: Resource = Resource {
     namespaced: true,
     short_names: &["po"],
     has_status: true,
-    fields: &["spec.nodeName", "status.phase", "status.podIP", "spec.hostname"],
+    fields: &[
+        "spec.nodeName",
+        "status.phase",
+        "status.podIP",
+        "spec.hostname",
+    ],
 };
 
 pub static NODES: Resource = Resource {

@@ -19,7 +19,11 @@ pub fn human_duration(secs: i64) -> String {
     let minutes = secs / 60;
     if minutes < 10 {
         let s = secs % 60;
-        return if s == 0 { format!("{minutes}m") } else { format!("{minutes}m{s}s") };
+        return if s == 0 {
+            format!("{minutes}m")
+        } else {
+            format!("{minutes}m{s}s")
+        };
     }
     if minutes < 180 {
         return format!("{minutes}m");
@@ -27,27 +31,41 @@ pub fn human_duration(secs: i64) -> String {
     let hours = secs / 3600;
     if hours < 8 {
         let m = minutes % 60;
-        return if m == 0 { format!("{hours}h") } else { format!("{hours}h{m}m") };
+        return if m == 0 {
+            format!("{hours}h")
+        } else {
+            format!("{hours}h{m}m")
+        };
     }
     if hours < 48 {
         return format!("{hours}h");
     }
     if hours < 24 * 8 {
         let h = hours % 24;
-        return if h == 0 { format!("{}d", hours / 24) } else { format!("{}d{h}h", hours / 24) };
+        return if h == 0 {
+            format!("{}d", hours / 24)
+        } else {
+            format!("{}d{h}h", hours / 24)
+        };
     }
     if hours < 24 * 365 * 2 {
         return format!("{}d", hours / 24);
     }
     if hours < 24 * 365 * 8 {
         let dy = (hours / 24) % 365;
-        return if dy == 0 { format!("{}y", hours / 24 / 365) } else { format!("{}y{dy}d", hours / 24 / 365) };
+        return if dy == 0 {
+            format!("{}y", hours / 24 / 365)
+        } else {
+            format!("{}y{dy}d", hours / 24 / 365)
+        };
     }
     format!("{}y", hours / 24 / 365)
 }
 
 fn age(obj: &Value) -> String {
-    let Some(ts) = obj["metadata"]["creationTimestamp"].as_str() else { return "<unknown>".into() };
+    let Some(ts) = obj["metadata"]["creationTimestamp"].as_str() else {
+        return "<unknown>".into();
+    };
     match ts.parse::<jiff::Timestamp>() {
         Ok(t) => human_duration((jiff::Timestamp::now() - t).get_seconds()),
         Err(_) => "<unknown>".into(),
@@ -60,27 +78,87 @@ fn col(name: &str, ty: &str, priority: i32, description: &str) -> Value {
 }
 
 pub fn columns(res: &Resource) -> Vec<Value> {
-    let name = col("Name", "string", 0, "Name must be unique within a namespace.");
-    let age = col("Age", "string", 0, "CreationTimestamp is a timestamp representing the server time when this object was created.");
+    let name = col(
+        "Name",
+        "string",
+        0,
+        "Name must be unique within a namespace.",
+    );
+    let age = col(
+        "Age",
+        "string",
+        0,
+        "CreationTimestamp is a timestamp representing the server time when this object was created.",
+    );
     match res.plural {
         "services" => vec![
             name,
-            col("Type", "string", 0, "type determines how the Service is exposed."),
-            col("Cluster-IP", "string", 0, "clusterIP is the IP address of the service."),
-            col("External-IP", "string", 0, "externalIPs is a list of IP addresses for which nodes in the cluster will also accept traffic for this service."),
-            col("Port(s)", "string", 0, "The list of ports that are exposed by this service."),
+            col(
+                "Type",
+                "string",
+                0,
+                "type determines how the Service is exposed.",
+            ),
+            col(
+                "Cluster-IP",
+                "string",
+                0,
+                "clusterIP is the IP address of the service.",
+            ),
+            col(
+                "External-IP",
+                "string",
+                0,
+                "externalIPs is a list of IP addresses for which nodes in the cluster will also accept traffic for this service.",
+            ),
+            col(
+                "Port(s)",
+                "string",
+                0,
+                "The list of ports that are exposed by this service.",
+            ),
             age,
-            col("Selector", "string", 1, "Route service traffic to pods with label keys and values matching this selector."),
+            col(
+                "Selector",
+                "string",
+                1,
+                "Route service traffic to pods with label keys and values matching this selector.",
+            ),
         ],
         "pods" => vec![
             name,
-            col("Ready", "string", 0, "The aggregate readiness state of this pod for accepting traffic."),
-            col("Status", "string", 0, "The aggregate status of the containers in this pod."),
-            col("Restarts", "string", 0, "The number of times the containers in this pod have been restarted."),
+            col(
+                "Ready",
+                "string",
+                0,
+                "The aggregate readiness state of this pod for accepting traffic.",
+            ),
+            col(
+                "Status",
+                "string",
+                0,
+                "The aggregate status of the containers in this pod.",
+            ),
+            col(
+                "Restarts",
+                "string",
+                0,
+                "The number of times the containers in this pod have been restarted.",
+            ),
             age,
             col("IP", "string", 1, "IP address allocated to the pod."),
-            col("Node", "string", 1, "Name of the Node this pod is assigned to."),
-            col("Nominated Node", "string", 1, "Name of the node where this pod is nominated to run."),
+            col(
+                "Node",
+                "string",
+                1,
+                "Name of the Node this pod is assigned to.",
+            ),
+            col(
+                "Nominated Node",
+                "string",
+                1,
+                "Name of the node where this pod is nominated to run.",
+            ),
             col("Readiness Gates", "string", 1, "Pod readiness gates."),
         ],
         "nodes" => vec![
@@ -88,11 +166,29 @@ pub fn columns(res: &Resource) -> Vec<Value> {
             col("Status", "string", 0, "The status of the node"),
             col("Roles", "string", 0, "The roles of the node"),
             age,
-            col("Version", "string", 0, "Kubelet Version reported by the node."),
-            col("Internal-IP", "string", 1, "List of addresses reachable to the node."),
+            col(
+                "Version",
+                "string",
+                0,
+                "Kubelet Version reported by the node.",
+            ),
+            col(
+                "Internal-IP",
+                "string",
+                1,
+                "List of addresses reachable to the node.",
+            ),
         ],
-        "namespaces" => vec![name, col("Status", "string", 0, "The status of the namespace"), age],
-        "endpoints" => vec![name, col("Endpoints", "string", 0, "Endpoints of the service"), age],
+        "namespaces" => vec![
+            name,
+            col("Status", "string", 0, "The status of the namespace"),
+            age,
+        ],
+        "endpoints" => vec![
+            name,
+            col("Endpoints", "string", 0, "Endpoints of the service"),
+            age,
+        ],
         "endpointslices" => vec![
             name,
             col("AddressType", "string", 0, "The IP protocol for this slice"),
@@ -105,7 +201,11 @@ pub fn columns(res: &Resource) -> Vec<Value> {
 }
 
 fn join_or(items: Vec<String>, empty: &str) -> String {
-    if items.is_empty() { empty.to_owned() } else { items.join(",") }
+    if items.is_empty() {
+        empty.to_owned()
+    } else {
+        items.join(",")
+    }
 }
 
 /// At most three entries, then "+ N more..." as kubectl's printers do.
@@ -127,15 +227,30 @@ pub fn cells(res: &Resource, obj: &Value) -> Vec<Value> {
             let ty = spec["type"].as_str().unwrap_or("ClusterIP");
             let cluster_ip = match ty {
                 "ExternalName" => "<none>".to_owned(),
-                _ => spec["clusterIP"].as_str().filter(|s| !s.is_empty()).unwrap_or("<none>").to_owned(),
+                _ => spec["clusterIP"]
+                    .as_str()
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or("<none>")
+                    .to_owned(),
             };
             let mut external: Vec<String> = status["loadBalancer"]["ingress"]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .filter_map(|i| i["ip"].as_str().or(i["hostname"].as_str()).map(str::to_owned))
+                .filter_map(|i| {
+                    i["ip"]
+                        .as_str()
+                        .or(i["hostname"].as_str())
+                        .map(str::to_owned)
+                })
                 .collect();
-            external.extend(spec["externalIPs"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_owned)));
+            external.extend(
+                spec["externalIPs"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| v.as_str().map(str::to_owned)),
+            );
             let external = match ty {
                 "ExternalName" => spec["externalName"].as_str().unwrap_or("<none>").to_owned(),
                 "LoadBalancer" if external.is_empty() => "<pending>".to_owned(),
@@ -170,10 +285,16 @@ pub fn cells(res: &Resource, obj: &Value) -> Vec<Value> {
             ]
         }
         "pods" => {
-            let statuses = status["containerStatuses"].as_array().cloned().unwrap_or_default();
+            let statuses = status["containerStatuses"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             let total = spec["containers"].as_array().map_or(0, Vec::len);
             let ready = statuses.iter().filter(|c| c["ready"] == true).count();
-            let restarts: i64 = statuses.iter().map(|c| c["restartCount"].as_i64().unwrap_or(0)).sum();
+            let restarts: i64 = statuses
+                .iter()
+                .map(|c| c["restartCount"].as_i64().unwrap_or(0))
+                .sum();
             let mut phase = status["phase"].as_str().unwrap_or("Pending").to_owned();
             if obj["metadata"].get("deletionTimestamp").is_some() {
                 phase = "Terminating".into();
@@ -196,7 +317,13 @@ pub fn cells(res: &Resource, obj: &Value) -> Vec<Value> {
                 .into_iter()
                 .flatten()
                 .find(|c| c["type"] == "Ready")
-                .map(|c| if c["status"] == "True" { "Ready" } else { "NotReady" })
+                .map(|c| {
+                    if c["status"] == "True" {
+                        "Ready"
+                    } else {
+                        "NotReady"
+                    }
+                })
                 .unwrap_or("Unknown");
             let internal = status["addresses"]
                 .as_array()
@@ -214,11 +341,20 @@ pub fn cells(res: &Resource, obj: &Value) -> Vec<Value> {
                 json!(internal),
             ]
         }
-        "namespaces" => vec![name, json!(status["phase"].as_str().unwrap_or("Active")), age],
+        "namespaces" => vec![
+            name,
+            json!(status["phase"].as_str().unwrap_or("Active")),
+            age,
+        ],
         "endpoints" => {
             let mut eps = Vec::new();
             for s in obj["subsets"].as_array().into_iter().flatten() {
-                let ports: Vec<i64> = s["ports"].as_array().into_iter().flatten().filter_map(|p| p["port"].as_i64()).collect();
+                let ports: Vec<i64> = s["ports"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|p| p["port"].as_i64())
+                    .collect();
                 for a in s["addresses"].as_array().into_iter().flatten() {
                     let ip = a["ip"].as_str().unwrap_or("");
                     if ports.is_empty() {
@@ -270,7 +406,14 @@ fn row_object(obj: &Value, include_object: &str) -> Value {
     }
 }
 
-pub fn table(res: &Resource, objs: &[Value], resource_version: &str, continue_token: Option<&str>, include_object: &str, with_columns: bool) -> Value {
+pub fn table(
+    res: &Resource,
+    objs: &[Value],
+    resource_version: &str,
+    continue_token: Option<&str>,
+    include_object: &str,
+    with_columns: bool,
+) -> Value {
     let rows: Vec<Value> = objs
         .iter()
         .map(|o| json!({"cells": cells(res, o), "object": row_object(o, include_object)}))

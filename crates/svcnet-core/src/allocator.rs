@@ -80,7 +80,7 @@ impl RangeBitmap {
         let mut scanned = 0;
         while scanned < span {
             let w = self.words[(i / 64) as usize];
-            if w == u64::MAX && i % 64 == 0 && i + 63 <= hi {
+            if w == u64::MAX && i.is_multiple_of(64) && i + 63 <= hi {
                 scanned += 64;
                 i += 64;
             } else {
@@ -145,7 +145,11 @@ impl ClusterIpAllocator {
     pub fn new(cidr: IpNet) -> Self {
         let cidr = cidr.trunc();
         let host_bits = u32::from(cidr.max_prefix_len() - cidr.prefix_len());
-        let total: u128 = if host_bits >= 127 { u128::MAX } else { 1u128 << host_bits };
+        let total: u128 = if host_bits >= 127 {
+            u128::MAX
+        } else {
+            1u128 << host_bits
+        };
         let size: u128 = match cidr {
             IpNet::V4(_) => total.saturating_sub(2),
             IpNet::V6(_) => total.saturating_sub(1).min(1 << 16),
@@ -229,7 +233,12 @@ impl PortRange {
 
 impl fmt::Display for PortRange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.base, u32::from(self.base) + u32::from(self.size) - 1)
+        write!(
+            f,
+            "{}-{}",
+            self.base,
+            u32::from(self.base) + u32::from(self.size) - 1
+        )
     }
 }
 
@@ -240,10 +249,15 @@ impl std::str::FromStr for PortRange {
             .split_once('-')
             .map(|(a, b)| (a.trim(), b.trim()))
             .unwrap_or((s.trim(), s.trim()));
-        let parse = |x: &str| x.parse::<u16>().map_err(|_| format!("invalid port range {s:?}: {x:?} is not a port"));
+        let parse = |x: &str| {
+            x.parse::<u16>()
+                .map_err(|_| format!("invalid port range {s:?}: {x:?} is not a port"))
+        };
         let (lo, hi) = (parse(a)?, parse(b)?);
         if lo == 0 || hi < lo {
-            return Err(format!("invalid port range {s:?}: expected LOW-HIGH with 0 < LOW <= HIGH"));
+            return Err(format!(
+                "invalid port range {s:?}: expected LOW-HIGH with 0 < LOW <= HIGH"
+            ));
         }
         Ok(PortRange {
             base: lo,

@@ -7,7 +7,9 @@ use std::net::IpAddr;
 use k8s_openapi::api::core::v1::{
     EndpointAddress, EndpointPort, EndpointSubset, Endpoints, ObjectReference, Pod, Service,
 };
-use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort as SlicePort, EndpointSlice};
+use k8s_openapi::api::discovery::v1::{
+    Endpoint, EndpointConditions, EndpointPort as SlicePort, EndpointSlice,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -36,7 +38,9 @@ fn pod_ready(pod: &Pod) -> bool {
 }
 
 fn pod_ips(pod: &Pod) -> Vec<IpAddr> {
-    let Some(status) = pod.status.as_ref() else { return Vec::new() };
+    let Some(status) = pod.status.as_ref() else {
+        return Vec::new();
+    };
     let mut ips: Vec<IpAddr> = status
         .pod_ips
         .iter()
@@ -58,7 +62,8 @@ pub fn resolve_target_port(pod: &Pod, target: &IntOrString, protocol: &str) -> O
         IntOrString::String(name) => pod.spec.as_ref()?.containers.iter().find_map(|c| {
             c.ports.iter().flatten().find_map(|p| {
                 let proto = p.protocol.as_deref().unwrap_or("TCP");
-                (p.name.as_deref() == Some(name.as_str()) && proto == protocol).then_some(p.container_port)
+                (p.name.as_deref() == Some(name.as_str()) && proto == protocol)
+                    .then_some(p.container_port)
             })
         }),
     }
@@ -66,7 +71,12 @@ pub fn resolve_target_port(pod: &Pod, target: &IntOrString, protocol: &str) -> O
 
 /// Whether a Pod is one of this Service's endpoints at all (selected, not finished).
 pub fn selects(svc: &Service, pod: &Pod) -> bool {
-    let Some(selector) = svc.spec.as_ref().and_then(|s| s.selector.as_ref()).filter(|s| !s.is_empty()) else {
+    let Some(selector) = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.as_ref())
+        .filter(|s| !s.is_empty())
+    else {
         return false;
     };
     pod.metadata.namespace == svc.metadata.namespace
@@ -91,6 +101,9 @@ fn short_hash(parts: &[&str]) -> String {
         .map(|i| ALPHABET[((h >> (i * 8)) % ALPHABET.len() as u64) as usize] as char)
         .collect()
 }
+
+/// A Service's ports resolved for one Pod: (port name, protocol, container port).
+type PortKey = Vec<(String, String, Option<i32>)>;
 
 struct PodEndpoint<'a> {
     pod: &'a Pod,
@@ -128,7 +141,8 @@ pub fn desired(svc: &Service, pods: &[Pod], trigger_time: &str) -> DesiredEndpoi
         controller: Some(true),
         block_owner_deletion: Some(true),
     };
-    let annotations: BTreeMap<String, String> = [(TRIGGER_TIME_ANNOTATION.to_owned(), trigger_time.to_owned())].into();
+    let annotations: BTreeMap<String, String> =
+        [(TRIGGER_TIME_ANNOTATION.to_owned(), trigger_time.to_owned())].into();
 
     // Selected pods with an address, with their conditions.
     let mut selected: Vec<PodEndpoint> = Vec::new();
@@ -146,17 +160,20 @@ pub fn desired(svc: &Service, pods: &[Pod], trigger_time: &str) -> DesiredEndpoi
             });
         }
     }
-    selected.sort_by(|a, b| a.ip.cmp(&b.ip));
+    selected.sort_by_key(|e| e.ip);
 
     // Group by resolved port set: endpoints in one slice share their ports.
-    type PortKey = Vec<(String, String, Option<i32>)>;
     let resolve = |pod: &Pod| -> PortKey {
         svc_ports
             .iter()
             .map(|p| {
                 let proto = p.protocol.clone().unwrap_or_else(|| "TCP".into());
                 let target = p.target_port.clone().unwrap_or(IntOrString::Int(p.port));
-                (p.name.clone().unwrap_or_default(), proto.clone(), resolve_target_port(pod, &target, &proto))
+                (
+                    p.name.clone().unwrap_or_default(),
+                    proto.clone(),
+                    resolve_target_port(pod, &target, &proto),
+                )
             })
             .collect()
     };
@@ -185,7 +202,10 @@ pub fn desired(svc: &Service, pods: &[Pod], trigger_time: &str) -> DesiredEndpoi
                         .and_then(|p| p.app_protocol.clone()),
                 })
                 .collect();
-            let port_sig: Vec<String> = ports.iter().map(|(n, p, port)| format!("{n}/{p}/{port:?}")).collect();
+            let port_sig: Vec<String> = ports
+                .iter()
+                .map(|(n, p, port)| format!("{n}/{p}/{port:?}"))
+                .collect();
             let chunks: Vec<&[&PodEndpoint]> = if eps.is_empty() {
                 vec![&[]]
             } else {
@@ -193,7 +213,8 @@ pub fn desired(svc: &Service, pods: &[Pod], trigger_time: &str) -> DesiredEndpoi
             };
             for (i, chunk) in chunks.iter().enumerate() {
                 let idx = i.to_string();
-                let suffix = short_hash(&[&namespace, &name, fam.as_str(), &port_sig.join(","), &idx]);
+                let suffix =
+                    short_hash(&[&namespace, &name, fam.as_str(), &port_sig.join(","), &idx]);
                 slices.push(EndpointSlice {
                     metadata: ObjectMeta {
                         name: Some(format!("{name}-{suffix}")),
@@ -204,8 +225,13 @@ pub fn desired(svc: &Service, pods: &[Pod], trigger_time: &str) -> DesiredEndpoi
                         ..Default::default()
                     },
                     address_type: fam.as_str().into(),
-                    endpoints: chunk.iter().map(|e| slice_endpoint(e, &spec, &name, &namespace)).collect(),
-                    ports: (!chunk.is_empty() || !slice_ports.is_empty()).then_some(slice_ports.clone()).filter(|p| !p.is_empty()),
+                    endpoints: chunk
+                        .iter()
+                        .map(|e| slice_endpoint(e, &spec, &name, &namespace))
+                        .collect(),
+                    ports: (!chunk.is_empty() || !slice_ports.is_empty())
+                        .then_some(slice_ports.clone())
+                        .filter(|p| !p.is_empty()),
                 });
             }
         }
@@ -217,10 +243,18 @@ pub fn desired(svc: &Service, pods: &[Pod], trigger_time: &str) -> DesiredEndpoi
     }
 }
 
-fn slice_endpoint(e: &PodEndpoint, spec: &k8s_openapi::api::core::v1::ServiceSpec, svc_name: &str, namespace: &str) -> Endpoint {
+fn slice_endpoint(
+    e: &PodEndpoint,
+    spec: &k8s_openapi::api::core::v1::ServiceSpec,
+    svc_name: &str,
+    namespace: &str,
+) -> Endpoint {
     let pod_spec = e.pod.spec.as_ref();
     let hostname = pod_spec
-        .filter(|s| s.subdomain.as_deref() == Some(svc_name) && e.pod.metadata.namespace.as_deref() == Some(namespace))
+        .filter(|s| {
+            s.subdomain.as_deref() == Some(svc_name)
+                && e.pod.metadata.namespace.as_deref() == Some(namespace)
+        })
         .and_then(|s| s.hostname.clone())
         .filter(|h| !h.is_empty());
     let _ = spec;
@@ -232,7 +266,9 @@ fn slice_endpoint(e: &PodEndpoint, spec: &k8s_openapi::api::core::v1::ServiceSpe
             terminating: Some(e.terminating),
         }),
         hostname,
-        node_name: pod_spec.and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty()),
+        node_name: pod_spec
+            .and_then(|s| s.node_name.clone())
+            .filter(|n| !n.is_empty()),
         target_ref: Some(pod_ref(e.pod)),
         ..Default::default()
     }
@@ -256,10 +292,14 @@ fn legacy_endpoints<F>(
     resolve: F,
 ) -> Endpoints
 where
-    F: Fn(&Pod) -> Vec<(String, String, Option<i32>)>,
+    F: Fn(&Pod) -> PortKey,
 {
-    let publish_not_ready = svc.spec.as_ref().and_then(|s| s.publish_not_ready_addresses).unwrap_or(false);
-    let mut subsets: BTreeMap<Vec<(String, String, Option<i32>)>, (Vec<EndpointAddress>, Vec<EndpointAddress>)> =
+    let publish_not_ready = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.publish_not_ready_addresses)
+        .unwrap_or(false);
+    let mut subsets: BTreeMap<PortKey, (Vec<EndpointAddress>, Vec<EndpointAddress>)> =
         BTreeMap::new();
     let primary = svc
         .spec
@@ -284,11 +324,20 @@ where
                 .as_ref()
                 .filter(|s| s.subdomain.as_deref() == svc.metadata.name.as_deref())
                 .and_then(|s| s.hostname.clone()),
-            node_name: e.pod.spec.as_ref().and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty()),
+            node_name: e
+                .pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_name.clone())
+                .filter(|n| !n.is_empty()),
             target_ref: Some(pod_ref(e.pod)),
         };
         let entry = subsets.entry(ports).or_default();
-        if e.ready { entry.0.push(addr) } else { entry.1.push(addr) }
+        if e.ready {
+            entry.0.push(addr)
+        } else {
+            entry.1.push(addr)
+        }
     }
     let subsets: Vec<EndpointSubset> = subsets
         .into_iter()

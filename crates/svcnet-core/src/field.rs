@@ -111,7 +111,12 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    pub fn new(kind: ErrorType, field: impl Into<String>, value: BadValue, detail: impl Into<String>) -> Self {
+    pub fn new(
+        kind: ErrorType,
+        field: impl Into<String>,
+        value: BadValue,
+        detail: impl Into<String>,
+    ) -> Self {
         Self {
             kind,
             field: field.into(),
@@ -125,13 +130,21 @@ impl FieldError {
     pub fn forbidden(field: impl Into<String>, detail: impl Into<String>) -> Self {
         Self::new(ErrorType::Forbidden, field, BadValue::Omitted, detail)
     }
-    pub fn invalid(field: impl Into<String>, value: impl Into<BadValue>, detail: impl Into<String>) -> Self {
+    pub fn invalid(
+        field: impl Into<String>,
+        value: impl Into<BadValue>,
+        detail: impl Into<String>,
+    ) -> Self {
         Self::new(ErrorType::Invalid, field, value.into(), detail)
     }
     pub fn duplicate(field: impl Into<String>, value: impl Into<BadValue>) -> Self {
         Self::new(ErrorType::Duplicate, field, value.into(), "")
     }
-    pub fn not_supported(field: impl Into<String>, value: impl Into<BadValue>, supported: &[&str]) -> Self {
+    pub fn not_supported(
+        field: impl Into<String>,
+        value: impl Into<BadValue>,
+        supported: &[&str],
+    ) -> Self {
         let list: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
         Self::new(
             ErrorType::NotSupported,
@@ -222,12 +235,19 @@ mod tests {
 
     #[test]
     fn renders_like_apimachinery() {
-        let e = FieldError::invalid("spec.ports[0].port", 0, "must be between 1 and 65535, inclusive");
+        let e = FieldError::invalid(
+            "spec.ports[0].port",
+            0,
+            "must be between 1 and 65535, inclusive",
+        );
         assert_eq!(
             e.to_string(),
             "spec.ports[0].port: Invalid value: 0: must be between 1 and 65535, inclusive"
         );
-        assert_eq!(FieldError::required("spec.ports", "").to_string(), "spec.ports: Required value");
+        assert_eq!(
+            FieldError::required("spec.ports", "").to_string(),
+            "spec.ports: Required value"
+        );
         let ns = FieldError::not_supported("spec.type", "Foo", &["ClusterIP", "NodePort"]);
         assert_eq!(
             ns.body(),

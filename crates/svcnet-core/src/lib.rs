@@ -9,9 +9,9 @@
 pub mod allocator;
 pub mod endpoints;
 pub mod field;
+pub mod meta;
 pub mod names;
 pub mod selector;
-pub mod meta;
 pub mod service;
 pub mod service_alloc;
 pub mod strategic_merge;

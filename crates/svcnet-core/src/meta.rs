@@ -10,10 +10,17 @@ const TOTAL_ANNOTATION_SIZE: usize = 256 * 1024;
 
 /// `ValidateObjectMeta`: the name (checked by `name_check`, e.g. [`names::dns1035_label`] for
 /// Services), namespace presence, labels and annotations.
-pub fn validate_object_meta(meta: &ObjectMeta, namespaced: bool, name_check: fn(&str) -> Vec<String>) -> ErrorList {
+pub fn validate_object_meta(
+    meta: &ObjectMeta,
+    namespaced: bool,
+    name_check: fn(&str) -> Vec<String>,
+) -> ErrorList {
     let mut errs = ErrorList::default();
     match meta.name.as_deref() {
-        None | Some("") => errs.push(FieldError::required("metadata.name", "name or generateName is required")),
+        None | Some("") => errs.push(FieldError::required(
+            "metadata.name",
+            "name or generateName is required",
+        )),
         Some(name) => {
             for m in name_check(name) {
                 errs.push(FieldError::invalid("metadata.name", name, m));
@@ -28,7 +35,10 @@ pub fn validate_object_meta(meta: &ObjectMeta, namespaced: bool, name_check: fn(
             }
         }
         (false, Some(ns)) if !ns.is_empty() => {
-            errs.push(FieldError::forbidden("metadata.namespace", "not allowed on this type"));
+            errs.push(FieldError::forbidden(
+                "metadata.namespace",
+                "not allowed on this type",
+            ));
         }
         _ => {}
     }
@@ -48,7 +58,10 @@ pub fn validate_object_meta(meta: &ObjectMeta, namespaced: bool, name_check: fn(
         total += k.len() + v.len();
     }
     if total > TOTAL_ANNOTATION_SIZE {
-        errs.push(FieldError::too_long("metadata.annotations", TOTAL_ANNOTATION_SIZE));
+        errs.push(FieldError::too_long(
+            "metadata.annotations",
+            TOTAL_ANNOTATION_SIZE,
+        ));
     }
     errs
 }

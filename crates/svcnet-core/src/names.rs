@@ -61,7 +61,9 @@ pub fn iana_svc_name(s: &str) -> Vec<String> {
         errs.push("must be no more than 15 characters".to_owned());
     }
     if !s.bytes().all(|c| lower_alnum(c) || c == b'-') {
-        errs.push("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".to_owned());
+        errs.push(
+            "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".to_owned(),
+        );
     }
     if s.contains("--") {
         errs.push("must not contain consecutive hyphens".to_owned());
@@ -82,7 +84,8 @@ fn qualified_name_part(s: &str) -> bool {
         && b.len() <= 63
         && alnum(b[0])
         && alnum(b[b.len() - 1])
-        && b.iter().all(|&c| alnum(c) || matches!(c, b'-' | b'_' | b'.'))
+        && b.iter()
+            .all(|&c| alnum(c) || matches!(c, b'-' | b'_' | b'.'))
 }
 
 /// Problems with `s` as a qualified name (label and annotation keys, appProtocol).
@@ -96,7 +99,11 @@ pub fn qualified_name(s: &str) -> Vec<String> {
         if p.is_empty() {
             errs.push("prefix part must be non-empty".to_owned());
         } else {
-            errs.extend(dns1123_subdomain(p).into_iter().map(|m| format!("prefix part {m}")));
+            errs.extend(
+                dns1123_subdomain(p)
+                    .into_iter()
+                    .map(|m| format!("prefix part {m}")),
+            );
         }
     }
     if name.is_empty() {

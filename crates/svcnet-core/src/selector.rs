@@ -170,16 +170,32 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn parses_and_matches() {
         let s = LabelSelector::parse("app=web, tier!=db,env in (a, b),!legacy,team").unwrap();
         assert_eq!(s.0.len(), 5);
-        assert!(s.matches(Some(&labels(&[("app", "web"), ("env", "a"), ("team", "x")]))));
-        assert!(!s.matches(Some(&labels(&[("app", "web"), ("env", "c"), ("team", "x")]))));
-        assert!(!s.matches(Some(&labels(&[("app", "web"), ("env", "a"), ("team", "x"), ("legacy", "")]))));
+        assert!(s.matches(Some(&labels(&[
+            ("app", "web"),
+            ("env", "a"),
+            ("team", "x")
+        ]))));
+        assert!(!s.matches(Some(&labels(&[
+            ("app", "web"),
+            ("env", "c"),
+            ("team", "x")
+        ]))));
+        assert!(!s.matches(Some(&labels(&[
+            ("app", "web"),
+            ("env", "a"),
+            ("team", "x"),
+            ("legacy", "")
+        ]))));
         let n = LabelSelector::parse("env notin (prod)").unwrap();
         assert!(n.matches(None));
         assert!(LabelSelector::parse("a=b,,c").is_err());
@@ -189,8 +205,16 @@ mod tests {
     #[test]
     fn field_selectors() {
         let f = FieldSelector::parse("metadata.name=x,spec.nodeName!=n1").unwrap();
-        assert!(f.matches(|k| Some(if k == "metadata.name" { "x".into() } else { "n2".into() })));
-        assert!(!f.matches(|k| Some(if k == "metadata.name" { "x".into() } else { "n1".into() })));
+        assert!(f.matches(|k| Some(if k == "metadata.name" {
+            "x".into()
+        } else {
+            "n2".into()
+        })));
+        assert!(!f.matches(|k| Some(if k == "metadata.name" {
+            "x".into()
+        } else {
+            "n1".into()
+        })));
         assert!(FieldSelector::parse("nonsense").is_err());
     }
 }

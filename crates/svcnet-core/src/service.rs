@@ -8,7 +8,9 @@
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 
-use k8s_openapi::api::core::v1::{ClientIPConfig, Service, ServicePort, ServiceSpec, SessionAffinityConfig};
+use k8s_openapi::api::core::v1::{
+    ClientIPConfig, Service, ServicePort, ServiceSpec, SessionAffinityConfig,
+};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::field::{BadValue, ErrorList, FieldError};
@@ -39,7 +41,11 @@ impl IpFamily {
         }
     }
     pub fn of(ip: IpAddr) -> Self {
-        if ip.is_ipv4() { IpFamily::V4 } else { IpFamily::V6 }
+        if ip.is_ipv4() {
+            IpFamily::V4
+        } else {
+            IpFamily::V6
+        }
     }
     pub fn other(self) -> Self {
         match self {
@@ -139,11 +145,21 @@ fn apply_spec_defaults(spec: &mut ServiceSpec) {
     }
     let ty = spec_type(spec).to_owned();
     if matches!(ty.as_str(), "NodePort" | "LoadBalancer")
-        && spec.external_traffic_policy.as_deref().unwrap_or("").is_empty()
+        && spec
+            .external_traffic_policy
+            .as_deref()
+            .unwrap_or("")
+            .is_empty()
     {
         spec.external_traffic_policy = Some("Cluster".into());
     }
-    if ty != "ExternalName" && spec.internal_traffic_policy.as_deref().unwrap_or("").is_empty() {
+    if ty != "ExternalName"
+        && spec
+            .internal_traffic_policy
+            .as_deref()
+            .unwrap_or("")
+            .is_empty()
+    {
         spec.internal_traffic_policy = Some("Cluster".into());
     }
     if ty == "LoadBalancer" && spec.allocate_load_balancer_node_ports.is_none() {
@@ -173,15 +189,12 @@ fn init_ip_family_fields(spec: &mut ServiceSpec, net: ServiceNetwork) -> ErrorLi
         .filter_map(|s| s.parse::<IpAddr>().ok().map(IpFamily::of))
         .collect();
     if spec.ip_family_policy.as_deref().unwrap_or("").is_empty() {
-        let policy = if ip_families.len() == 2 {
-            "RequireDualStack"
-        } else if headless
-            && spec.selector.as_ref().is_none_or(BTreeMap::is_empty)
-            && net.secondary.is_some()
-            && spec.ip_families.as_ref().is_none_or(Vec::is_empty)
-        {
-            "RequireDualStack"
-        } else if spec.ip_families.as_ref().is_some_and(|f| f.len() == 2) {
+        let no_selector = spec.selector.as_ref().is_none_or(BTreeMap::is_empty);
+        let no_families = spec.ip_families.as_ref().is_none_or(Vec::is_empty);
+        let dual = ip_families.len() == 2
+            || (headless && no_selector && net.secondary.is_some() && no_families)
+            || spec.ip_families.as_ref().is_some_and(|f| f.len() == 2);
+        let policy = if dual {
             "RequireDualStack"
         } else {
             "SingleStack"
@@ -267,14 +280,17 @@ pub fn prepare_for_update(new: &mut Service, old: &Service, net: ServiceNetwork)
     }
     apply_spec_defaults(spec);
     // dropTypeDependentFields: values the client did not touch go away with the type.
-    if needs_cluster_ip(&old_spec)
-        && !needs_cluster_ip(spec)
-        && spec.cluster_ips == old_spec.cluster_ips
-    {
-        spec.cluster_ip = None;
-        spec.cluster_ips = None;
-        spec.ip_families = None;
-        spec.ip_family_policy = None;
+    if needs_cluster_ip(&old_spec) && !needs_cluster_ip(spec) {
+        if spec.cluster_ips == old_spec.cluster_ips && spec.cluster_ip == old_spec.cluster_ip {
+            spec.cluster_ip = None;
+            spec.cluster_ips = None;
+        }
+        if spec.ip_families == old_spec.ip_families {
+            spec.ip_families = None;
+        }
+        if spec.ip_family_policy == old_spec.ip_family_policy {
+            spec.ip_family_policy = None;
+        }
     }
     if needs_node_ports(&old_spec) && !needs_node_ports(spec) {
         for port in spec.ports.iter_mut().flatten() {
@@ -364,7 +380,10 @@ fn validate_spec(spec: &ServiceSpec, errs: &mut ErrorList) {
                 ));
             }
             if !seen_node_ports.insert((np, proto)) {
-                errs.push(FieldError::duplicate(format!("spec.ports[{i}].nodePort"), np));
+                errs.push(FieldError::duplicate(
+                    format!("spec.ports[{i}].nodePort"),
+                    np,
+                ));
             }
         }
         if ty == "LoadBalancer" && port.port == 10250 {
@@ -385,7 +404,11 @@ fn validate_spec(spec: &ServiceSpec, errs: &mut ErrorList) {
         match ip.parse::<IpAddr>() {
             Err(_) => errs.push(FieldError::invalid(path, ip, IP_DETAIL)),
             Ok(a) if a.is_unspecified() || a.is_loopback() || a.is_multicast() => {
-                errs.push(FieldError::invalid(path, ip, "may not be unspecified, loopback or multicast"));
+                errs.push(FieldError::invalid(
+                    path,
+                    ip,
+                    "may not be unspecified, loopback or multicast",
+                ));
             }
             Ok(_) => {}
         }
@@ -414,7 +437,10 @@ fn validate_spec(spec: &ServiceSpec, errs: &mut ErrorList) {
         ));
     }
     if ty == "LoadBalancer" && spec.allocate_load_balancer_node_ports.is_none() {
-        errs.push(FieldError::required("spec.allocateLoadBalancerNodePorts", ""));
+        errs.push(FieldError::required(
+            "spec.allocateLoadBalancerNodePorts",
+            "",
+        ));
     }
     match spec.external_traffic_policy.as_deref() {
         None | Some("") => {
@@ -434,7 +460,10 @@ fn validate_spec(spec: &ServiceSpec, errs: &mut ErrorList) {
         )),
         Some(_) => {}
     }
-    match (spec.health_check_node_port, needs_health_check_node_port(spec)) {
+    match (
+        spec.health_check_node_port,
+        needs_health_check_node_port(spec),
+    ) {
         (Some(p), false) if p != 0 => errs.push(FieldError::invalid(
             "spec.healthCheckNodePort",
             p,
@@ -503,7 +532,13 @@ fn validate_external_name(spec: &ServiceSpec, errs: &mut ErrorList) {
     }
 }
 
-fn validate_port(port: &ServicePort, i: usize, many: bool, seen: &mut HashSet<String>, errs: &mut ErrorList) {
+fn validate_port(
+    port: &ServicePort,
+    i: usize,
+    many: bool,
+    seen: &mut HashSet<String>,
+    errs: &mut ErrorList,
+) {
     let base = format!("spec.ports[{i}]");
     let name = port.name.as_deref().unwrap_or("");
     if name.is_empty() {
@@ -528,7 +563,11 @@ fn validate_port(port: &ServicePort, i: usize, many: bool, seen: &mut HashSet<St
     match port.protocol.as_deref() {
         None | Some("") => errs.push(FieldError::required(format!("{base}.protocol"), "")),
         Some(p) if !PROTOCOLS.contains(&p) => {
-            errs.push(FieldError::not_supported(format!("{base}.protocol"), p, PROTOCOLS));
+            errs.push(FieldError::not_supported(
+                format!("{base}.protocol"),
+                p,
+                PROTOCOLS,
+            ));
         }
         _ => {}
     }
@@ -587,7 +626,11 @@ fn validate_affinity(spec: &ServiceSpec, errs: &mut ErrorList) {
             }
         }
         Some("None") => {
-            if spec.session_affinity_config.as_ref().is_some_and(|c| c.client_ip.is_some()) {
+            if spec
+                .session_affinity_config
+                .as_ref()
+                .is_some_and(|c| c.client_ip.is_some())
+            {
                 errs.push(FieldError::forbidden(
                     "spec.sessionAffinityConfig",
                     "must not be set when `sessionAffinity` is None",
@@ -624,7 +667,11 @@ fn validate_cluster_ips(spec: &ServiceSpec, ty: &str, errs: &mut ErrorList) {
         let path = format!("spec.clusterIPs[{i}]");
         if v == "None" {
             if i > 0 || ips.len() > 1 {
-                errs.push(FieldError::invalid(path, v, "must be a valid IP address or 'None' as the only value"));
+                errs.push(FieldError::invalid(
+                    path,
+                    v,
+                    "must be a valid IP address or 'None' as the only value",
+                ));
             } else if ty == "NodePort" || ty == "LoadBalancer" {
                 errs.push(FieldError::invalid(
                     path,
@@ -662,25 +709,32 @@ fn validate_cluster_ips(spec: &ServiceSpec, ty: &str, errs: &mut ErrorList) {
     let mut seen = HashSet::new();
     for (i, f) in fams.iter().enumerate() {
         if IpFamily::parse(f).is_none() {
-            errs.push(FieldError::not_supported(format!("spec.ipFamilies[{i}]"), f, &["IPv4", "IPv6"]));
+            errs.push(FieldError::not_supported(
+                format!("spec.ipFamilies[{i}]"),
+                f,
+                &["IPv4", "IPv6"],
+            ));
         } else if !seen.insert(f) {
             errs.push(FieldError::duplicate(format!("spec.ipFamilies[{i}]"), f));
         }
     }
     if fams.len() > 2 {
-        errs.push(FieldError::invalid("spec.ipFamilies", BadValue::list(fams), "may only hold up to 2 values"));
+        errs.push(FieldError::invalid(
+            "spec.ipFamilies",
+            BadValue::list(fams),
+            "may only hold up to 2 values",
+        ));
     }
     match spec.ip_family_policy.as_deref() {
         None => {}
-        Some(p @ ("SingleStack" | "PreferDualStack" | "RequireDualStack")) => {
-            if p == "SingleStack" && (fams.len() > 1 || ips.len() > 1) {
-                errs.push(FieldError::invalid(
-                    "spec.ipFamilyPolicy",
-                    p,
-                    "must be RequireDualStack or PreferDualStack when multiple IP families are specified",
-                ));
-            }
+        Some(p @ "SingleStack") if fams.len() > 1 || ips.len() > 1 => {
+            errs.push(FieldError::invalid(
+                "spec.ipFamilyPolicy",
+                p,
+                "must be RequireDualStack or PreferDualStack when multiple IP families are specified",
+            ));
         }
+        Some("SingleStack" | "PreferDualStack" | "RequireDualStack") => {}
         Some(p) => errs.push(FieldError::not_supported(
             "spec.ipFamilyPolicy",
             p,
@@ -693,7 +747,10 @@ fn validate_cluster_ips(spec: &ServiceSpec, ty: &str, errs: &mut ErrorList) {
 pub fn validate_update(new: &Service, old: &Service) -> ErrorList {
     let mut errs = validate_create(new);
     errs.extend(meta::validate_update_meta(&new.metadata, &old.metadata));
-    let (ns, os) = (new.spec.clone().unwrap_or_default(), old.spec.clone().unwrap_or_default());
+    let (ns, os) = (
+        new.spec.clone().unwrap_or_default(),
+        old.spec.clone().unwrap_or_default(),
+    );
     // Moving to or from ExternalName is the one way to change the address.
     if needs_cluster_ip(&ns) && needs_cluster_ip(&os) {
         let old_ips = os.cluster_ips.clone().unwrap_or_default();
@@ -710,10 +767,17 @@ pub fn validate_update(new: &Service, old: &Service) -> ErrorList {
         if let (Some(o), Some(n)) = (old_ips.get(1), new_ips.get(1))
             && o != n
         {
-            errs.push(FieldError::invalid("spec.clusterIPs[1]", n, "may not change once set"));
+            errs.push(FieldError::invalid(
+                "spec.clusterIPs[1]",
+                n,
+                "may not change once set",
+            ));
         }
-        let (of, nf) = (os.ip_families.clone().unwrap_or_default(), ns.ip_families.clone().unwrap_or_default());
-        if of.first().is_some() && nf.first() != of.first() {
+        let (of, nf) = (
+            os.ip_families.clone().unwrap_or_default(),
+            ns.ip_families.clone().unwrap_or_default(),
+        );
+        if !of.is_empty() && nf.first() != of.first() {
             errs.push(FieldError::invalid(
                 "spec.ipFamilies[0]",
                 BadValue::list(&nf),

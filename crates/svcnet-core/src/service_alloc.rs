@@ -52,7 +52,12 @@ impl Allocation {
     /// Values in `self` that `other` does not hold.
     pub fn minus(&self, other: &Allocation) -> Allocation {
         Allocation {
-            ips: self.ips.iter().filter(|ip| !other.ips.contains(ip)).copied().collect(),
+            ips: self
+                .ips
+                .iter()
+                .filter(|ip| !other.ips.contains(ip))
+                .copied()
+                .collect(),
             node_ports: self
                 .node_ports
                 .iter()
@@ -133,7 +138,9 @@ impl ServiceAllocators {
     }
 
     fn family(&mut self, f: IpFamily) -> Option<&mut ClusterIpAllocator> {
-        self.ips.iter_mut().find(|a| IpFamily::of(a.cidr().addr()) == f)
+        self.ips
+            .iter_mut()
+            .find(|a| IpFamily::of(a.cidr().addr()) == f)
     }
 
     pub fn release(&mut self, a: &Allocation) {
@@ -207,12 +214,18 @@ impl ServiceAllocators {
             for i in 0..ports.len() {
                 if let Some(np) = ports[i].node_port.filter(|&n| n != 0) {
                     let shared = ports[..i].iter().any(|p| p.node_port == Some(np));
-                    if shared || already.node_ports.contains(&np) || fresh.node_ports.contains(&np) {
+                    if shared || already.node_ports.contains(&np) || fresh.node_ports.contains(&np)
+                    {
                         continue;
                     }
                     self.node_ports.allocate(np).map_err(|e| {
                         AllocateError::Invalid(
-                            FieldError::invalid(format!("spec.ports[{i}].nodePort"), np, e.to_string()).into(),
+                            FieldError::invalid(
+                                format!("spec.ports[{i}].nodePort"),
+                                np,
+                                e.to_string(),
+                            )
+                            .into(),
                         )
                     })?;
                     fresh.node_ports.push(np);
@@ -230,7 +243,9 @@ impl ServiceAllocators {
                     Some(np) => np,
                     None => {
                         let np = self.node_ports.allocate_next(rng).map_err(|_| {
-                            AllocateError::Exhausted("failed to allocate a nodePort: range is full".into())
+                            AllocateError::Exhausted(
+                                "failed to allocate a nodePort: range is full".into(),
+                            )
                         })?;
                         fresh.node_ports.push(np);
                         np
@@ -245,14 +260,17 @@ impl ServiceAllocators {
                 Some(h) => {
                     self.node_ports.allocate(h).map_err(|e| {
                         AllocateError::Invalid(
-                            FieldError::invalid("spec.healthCheckNodePort", h, e.to_string()).into(),
+                            FieldError::invalid("spec.healthCheckNodePort", h, e.to_string())
+                                .into(),
                         )
                     })?;
                     fresh.node_ports.push(h);
                 }
                 None => {
                     let h = self.node_ports.allocate_next(rng).map_err(|_| {
-                        AllocateError::Exhausted("failed to allocate a nodePort: range is full".into())
+                        AllocateError::Exhausted(
+                            "failed to allocate a nodePort: range is full".into(),
+                        )
                     })?;
                     fresh.node_ports.push(h);
                     spec.health_check_node_port = Some(h);
@@ -281,14 +299,24 @@ impl ServiceAllocators {
             let want = requested.get(i).filter(|s| !s.is_empty());
             let Some(alloc) = self.family(*fam) else {
                 return Err(AllocateError::Invalid(
-                    FieldError::invalid(format!("spec.ipFamilies[{i}]"), fam.as_str(), "not configured on this cluster").into(),
+                    FieldError::invalid(
+                        format!("spec.ipFamilies[{i}]"),
+                        fam.as_str(),
+                        "not configured on this cluster",
+                    )
+                    .into(),
                 ));
             };
             let ip = match want {
                 Some(s) => {
                     let ip: IpAddr = s.parse().map_err(|_| {
                         AllocateError::Invalid(
-                            FieldError::invalid(format!("spec.clusterIPs[{i}]"), s, "must be a valid IP address").into(),
+                            FieldError::invalid(
+                                format!("spec.clusterIPs[{i}]"),
+                                s,
+                                "must be a valid IP address",
+                            )
+                            .into(),
                         )
                     })?;
                     if !already.ips.contains(&ip) {
@@ -308,9 +336,9 @@ impl ServiceAllocators {
                 }
                 None => {
                     let ip = alloc.allocate_next(rng).map_err(|e| match e {
-                        AllocError::Full => {
-                            AllocateError::Exhausted("failed to allocate a serviceIP: range is full".into())
-                        }
+                        AllocError::Full => AllocateError::Exhausted(
+                            "failed to allocate a serviceIP: range is full".into(),
+                        ),
                         other => AllocateError::Exhausted(other.to_string()),
                     })?;
                     fresh.ips.push(ip);
@@ -333,7 +361,11 @@ mod tests {
     use rand::rngs::StdRng;
 
     fn allocs() -> ServiceAllocators {
-        ServiceAllocators::new(&["10.96.0.0/24".parse().unwrap()], "30000-30099".parse().unwrap()).unwrap()
+        ServiceAllocators::new(
+            &["10.96.0.0/24".parse().unwrap()],
+            "30000-30099".parse().unwrap(),
+        )
+        .unwrap()
     }
 
     fn spec(ty: &str, ip: Option<&str>) -> ServiceSpec {
@@ -356,9 +388,13 @@ mod tests {
         let mut a = allocs();
         let mut rng = StdRng::seed_from_u64(1);
         let mut s = spec("ClusterIP", Some("10.96.0.50"));
-        a.allocate(&mut s, &Allocation::default(), &mut rng).unwrap();
+        a.allocate(&mut s, &Allocation::default(), &mut rng)
+            .unwrap();
         let mut dup = spec("ClusterIP", Some("10.96.0.50"));
-        let AllocateError::Invalid(e) = a.allocate(&mut dup, &Allocation::default(), &mut rng).unwrap_err() else {
+        let AllocateError::Invalid(e) = a
+            .allocate(&mut dup, &Allocation::default(), &mut rng)
+            .unwrap_err()
+        else {
             panic!()
         };
         assert_eq!(
@@ -366,7 +402,10 @@ mod tests {
             r#"spec.clusterIPs: Invalid value: ["10.96.0.50"]: failed to allocate IP 10.96.0.50: provided IP is already allocated"#
         );
         let mut out = spec("ClusterIP", Some("1.2.3.4"));
-        let AllocateError::Invalid(e) = a.allocate(&mut out, &Allocation::default(), &mut rng).unwrap_err() else {
+        let AllocateError::Invalid(e) = a
+            .allocate(&mut out, &Allocation::default(), &mut rng)
+            .unwrap_err()
+        else {
             panic!()
         };
         assert!(e.to_string().ends_with(
@@ -380,7 +419,10 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(1);
         let mut s = spec("NodePort", None);
         s.ports.as_mut().unwrap()[0].node_port = Some(40000);
-        assert!(a.allocate(&mut s, &Allocation::default(), &mut rng).is_err());
+        assert!(
+            a.allocate(&mut s, &Allocation::default(), &mut rng)
+                .is_err()
+        );
         assert_eq!(a.ip_allocators()[0].bitmap().used(), 0);
         assert_eq!(a.node_port_allocator().bitmap().used(), 0);
     }
@@ -390,7 +432,8 @@ mod tests {
         let mut a = allocs();
         let mut rng = StdRng::seed_from_u64(1);
         let mut s = spec("NodePort", None);
-        a.allocate(&mut s, &Allocation::default(), &mut rng).unwrap();
+        a.allocate(&mut s, &Allocation::default(), &mut rng)
+            .unwrap();
         let held = Allocation::held_by(&s);
         assert_eq!((held.ips.len(), held.node_ports.len()), (1, 1));
         // Same values again: nothing new is allocated.
@@ -418,7 +461,8 @@ mod tests {
             protocol: Some("UDP".into()),
             ..Default::default()
         });
-        a.allocate(&mut s, &Allocation::default(), &mut rng).unwrap();
+        a.allocate(&mut s, &Allocation::default(), &mut rng)
+            .unwrap();
         let ports = s.ports.unwrap();
         assert_eq!(ports[0].node_port, ports[1].node_port);
         assert_eq!(a.node_port_allocator().bitmap().used(), 1);

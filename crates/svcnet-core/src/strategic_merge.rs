@@ -32,10 +32,18 @@ pub fn list_strategy(kind: &str, path: &[&str]) -> ListStrategy {
     }
     match (kind, path) {
         ("Service", ["spec", "ports"]) => MergeByKey("port"),
-        ("Pod", ["spec", "containers" | "initContainers" | "ephemeralContainers"]) => MergeByKey("name"),
+        (
+            "Pod",
+            [
+                "spec",
+                "containers" | "initContainers" | "ephemeralContainers",
+            ],
+        ) => MergeByKey("name"),
         ("Pod", ["spec", "containers" | "initContainers", "ports"]) => MergeByKey("containerPort"),
         ("Pod", ["spec", "containers" | "initContainers", "env"]) => MergeByKey("name"),
-        ("Pod", ["spec", "containers" | "initContainers", "volumeMounts"]) => MergeByKey("mountPath"),
+        ("Pod", ["spec", "containers" | "initContainers", "volumeMounts"]) => {
+            MergeByKey("mountPath")
+        }
         ("Pod", ["spec", "volumes" | "imagePullSecrets"]) => MergeByKey("name"),
         ("Pod", ["spec", "hostAliases"]) => MergeByKey("ip"),
         ("Pod", ["status", "podIPs"]) => MergeByKey("ip"),
@@ -48,10 +56,14 @@ pub fn list_strategy(kind: &str, path: &[&str]) -> ListStrategy {
 /// Applies `patch` to `original` for an object of `kind`.
 pub fn apply(kind: &str, original: &Value, patch: &Value) -> Result<Value, PatchError> {
     let (Value::Object(o), Value::Object(p)) = (original, patch) else {
-        return Err(PatchError::Invalid("a strategic merge patch must be a JSON object".into()));
+        return Err(PatchError::Invalid(
+            "a strategic merge patch must be a JSON object".into(),
+        ));
     };
     let mut path = Vec::new();
-    Ok(merge_map(kind, o, p, &mut path)?.map(Value::Object).unwrap_or(Value::Null))
+    Ok(merge_map(kind, o, p, &mut path)?
+        .map(Value::Object)
+        .unwrap_or(Value::Null))
 }
 
 /// Removes directive keys from a value that is inserted wholesale.
@@ -82,7 +94,9 @@ fn merge_map<'a>(
 ) -> Result<Option<Map<String, Value>>, PatchError> {
     match patch.get("$patch").and_then(Value::as_str) {
         Some("replace") => {
-            let Value::Object(m) = strip(&Value::Object(patch.clone())) else { unreachable!() };
+            let Value::Object(m) = strip(&Value::Object(patch.clone())) else {
+                unreachable!()
+            };
             return Ok(Some(m));
         }
         Some("delete") => return Ok(None),
@@ -118,7 +132,9 @@ fn merge_map<'a>(
             },
             Value::Array(pa) => {
                 let merged = match (list_strategy(kind, path), out.get(k)) {
-                    (ListStrategy::MergeByKey(key), Some(Value::Array(oa))) => merge_list_by_key(kind, oa, pa, key, path)?,
+                    (ListStrategy::MergeByKey(key), Some(Value::Array(oa))) => {
+                        merge_list_by_key(kind, oa, pa, key, path)?
+                    }
                     (ListStrategy::MergePrimitives, Some(Value::Array(oa))) => {
                         let mut res = oa.clone();
                         for e in pa {
@@ -176,7 +192,10 @@ fn merge_list_by_key<'a>(
     key: &str,
     path: &mut Vec<&'a str>,
 ) -> Result<Vec<Value>, PatchError> {
-    if patch.iter().any(|e| e.get("$patch").and_then(Value::as_str) == Some("replace")) {
+    if patch
+        .iter()
+        .any(|e| e.get("$patch").and_then(Value::as_str) == Some("replace"))
+    {
         return Ok(patch
             .iter()
             .filter(|e| e.get("$patch").is_none())
@@ -222,12 +241,18 @@ fn reorder(list: &mut Vec<Value>, order: &[Value], strategy: ListStrategy) {
         order
             .iter()
             .position(|o| match strategy {
-                ListStrategy::MergeByKey(k) => key_of(o, k).is_some() && key_of(o, k) == key_of(e, k),
+                ListStrategy::MergeByKey(k) => {
+                    key_of(o, k).is_some() && key_of(o, k) == key_of(e, k)
+                }
                 _ => o == e,
             })
             .unwrap_or(usize::MAX)
     };
-    let mut indexed: Vec<(usize, usize, Value)> = list.drain(..).enumerate().map(|(i, e)| (rank(&e), i, e)).collect();
+    let mut indexed: Vec<(usize, usize, Value)> = list
+        .drain(..)
+        .enumerate()
+        .map(|(i, e)| (rank(&e), i, e))
+        .collect();
     indexed.sort_by_key(|(r, i, _)| (*r, *i));
     list.extend(indexed.into_iter().map(|(_, _, e)| e));
 }
@@ -263,9 +288,15 @@ mod tests {
         assert_eq!(out["metadata"]["labels"], json!({"a": "1"}));
         assert_eq!(out["spec"]["ports"], json!([{"port": 80, "name": "http"}]));
         let replace = json!({"spec": {"ports": [{"$patch": "replace"}, {"port": 1}]}});
-        assert_eq!(apply("Service", &orig, &replace).unwrap()["spec"]["ports"], json!([{"port": 1}]));
+        assert_eq!(
+            apply("Service", &orig, &replace).unwrap()["spec"]["ports"],
+            json!([{"port": 1}])
+        );
         let order = json!({"spec": {"$setElementOrder/ports": [{"port": 443}, {"port": 80}]}});
-        assert_eq!(apply("Service", &orig, &order).unwrap()["spec"]["ports"], json!([{"port": 443}, {"port": 80}]));
+        assert_eq!(
+            apply("Service", &orig, &order).unwrap()["spec"]["ports"],
+            json!([{"port": 443}, {"port": 80}])
+        );
     }
 
     #[test]
@@ -276,7 +307,12 @@ mod tests {
         assert_eq!(out["spec"]["externalIPs"], json!(["2.2.2.2"]));
         assert_eq!(out["metadata"]["finalizers"], json!(["b"]));
         let pod = json!({"spec": {"containers": [{"name": "a", "image": "x"}, {"name": "b", "image": "y"}]}});
-        let out = apply("Pod", &pod, &json!({"spec": {"containers": [{"name": "b", "image": "z"}]}})).unwrap();
+        let out = apply(
+            "Pod",
+            &pod,
+            &json!({"spec": {"containers": [{"name": "b", "image": "z"}]}}),
+        )
+        .unwrap();
         assert_eq!(out["spec"]["containers"][1]["image"], "z");
         assert_eq!(out["spec"]["containers"][0]["image"], "x");
     }

@@ -125,7 +125,11 @@ impl RedbStore {
     fn meta(&self, name: &str) -> Result<Revision> {
         let txn = self.shared.db.begin_read().map_err(backend)?;
         let meta = txn.open_table(META).map_err(backend)?;
-        Ok(meta.get(name).map_err(backend)?.map(|v| v.value()).unwrap_or(0))
+        Ok(meta
+            .get(name)
+            .map_err(backend)?
+            .map(|v| v.value())
+            .unwrap_or(0))
     }
 }
 
@@ -224,8 +228,14 @@ fn apply_batch(db: &Database, batch: &[WriteRequest], history: u64) -> Result<Ba
         let mut objects = txn.open_table(OBJECTS).map_err(backend)?;
         let mut log = txn.open_table(EVENTS).map_err(backend)?;
         let mut meta = txn.open_table(META).map_err(backend)?;
-        let mut revision = meta.get("revision").map_err(backend)?.map_or(0, |v| v.value());
-        let mut compacted = meta.get("compacted").map_err(backend)?.map_or(0, |v| v.value());
+        let mut revision = meta
+            .get("revision")
+            .map_err(backend)?
+            .map_or(0, |v| v.value());
+        let mut compacted = meta
+            .get("compacted")
+            .map_err(backend)?
+            .map_or(0, |v| v.value());
 
         for req in batch {
             let (key, pre) = match &req.op {
@@ -266,7 +276,10 @@ fn apply_batch(db: &Database, batch: &[WriteRequest], history: u64) -> Result<Ba
                     revision += 1;
                     let create = existing.as_ref().map_or(revision, |kv| kv.create_revision);
                     objects
-                        .insert(key.as_str(), encode_object(create, revision, value).as_slice())
+                        .insert(
+                            key.as_str(),
+                            encode_object(create, revision, value).as_slice(),
+                        )
                         .map_err(backend)?;
                     Event {
                         kind: EventType::Put,
@@ -339,7 +352,10 @@ impl Store for RedbStore {
             let txn = self.shared.db.begin_read().map_err(backend)?;
             let objects = txn.open_table(OBJECTS).map_err(backend)?;
             let meta = txn.open_table(META).map_err(backend)?;
-            let revision = meta.get("revision").map_err(backend)?.map_or(0, |v| v.value());
+            let revision = meta
+                .get("revision")
+                .map_err(backend)?
+                .map_or(0, |v| v.value());
             let start = match start_after {
                 Some(after) if after >= prefix => after,
                 _ => prefix,
@@ -404,7 +420,10 @@ impl Store for RedbStore {
             let live = self.shared.events.subscribe();
             let txn = self.shared.db.begin_read().map_err(backend)?;
             let meta = txn.open_table(META).map_err(backend)?;
-            let compacted = meta.get("compacted").map_err(backend)?.map_or(0, |v| v.value());
+            let compacted = meta
+                .get("compacted")
+                .map_err(backend)?
+                .map_or(0, |v| v.value());
             if after < compacted {
                 return Err(Error::Compacted {
                     requested: after,
@@ -420,7 +439,10 @@ impl Store for RedbStore {
                     replay.push(Ok(event));
                 }
             }
-            let head = meta.get("revision").map_err(backend)?.map_or(0, |v| v.value());
+            let head = meta
+                .get("revision")
+                .map_err(backend)?
+                .map_or(0, |v| v.value());
             drop(txn);
             let prefix: Arc<str> = prefix.into();
             let live = futures::stream::unfold(Some(live), move |state| {
@@ -430,7 +452,9 @@ impl Store for RedbStore {
                     loop {
                         match rx.recv().await {
                             Ok(event) => {
-                                if event.kv.mod_revision > head && event.kv.key.starts_with(&*prefix) {
+                                if event.kv.mod_revision > head
+                                    && event.kv.key.starts_with(&*prefix)
+                                {
                                     return Some((Ok(Event::clone(&event)), Some(rx)));
                                 }
                             }
@@ -462,7 +486,6 @@ impl Store for RedbStore {
         })
     }
 }
-
 
 #[cfg(test)]
 mod tests;

@@ -15,7 +15,11 @@ use svcnet_core::allocator::PortRange;
 use svcnet_store::{RedbStore, RedbStoreConfig};
 
 #[derive(Parser)]
-#[command(name = "svcnet", version, about = "Kubernetes Service networking, in one binary")]
+#[command(
+    name = "svcnet",
+    version,
+    about = "Kubernetes Service networking, in one binary"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -72,12 +76,18 @@ fn parse_cidrs(s: &str) -> Result<ServiceCidrs, String> {
             let c = c.trim();
             let net: IpNet = c.parse().map_err(|_| format!("{c:?} is not a CIDR"))?;
             if net.trunc() != net {
-                return Err(format!("{c:?} has host bits set; did you mean {}?", net.trunc()));
+                return Err(format!(
+                    "{c:?} has host bits set; did you mean {}?",
+                    net.trunc()
+                ));
             }
             Ok(net)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    svcnet_core::service_alloc::ServiceAllocators::new(&cidrs, "30000-32767".parse().expect("valid"))?;
+    svcnet_core::service_alloc::ServiceAllocators::new(
+        &cidrs,
+        "30000-32767".parse().expect("valid"),
+    )?;
     Ok(ServiceCidrs(cidrs))
 }
 
@@ -102,7 +112,8 @@ async fn run_apiserver(args: ApiserverArgs, banner: bool) -> anyhow::Result<()> 
     if !args.listen.ip().is_loopback() {
         tracing::warn!(listen = %args.listen, "serving plain HTTP without authentication on a non-loopback address");
     }
-    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -121,18 +132,26 @@ async fn run_apiserver(args: ApiserverArgs, banner: bool) -> anyhow::Result<()> 
         advertise: args.listen,
         ..Default::default()
     };
-    let server = ApiServer::new(Arc::new(store), config).await.map_err(anyhow::Error::msg)?;
+    let server = ApiServer::new(Arc::new(store), config)
+        .await
+        .map_err(anyhow::Error::msg)?;
     if let Some(path) = &args.write_kubeconfig {
         write_kubeconfig(path, args.listen)?;
     }
     let _background = server.spawn_background();
     tracing::info!(listen = %args.listen, data = %args.data_dir.display(), "svcnet apiserver ready");
     if banner {
-        let kc = args.write_kubeconfig.as_deref().unwrap_or(Path::new("svcnet-data/kubeconfig"));
+        let kc = args
+            .write_kubeconfig
+            .as_deref()
+            .unwrap_or(Path::new("svcnet-data/kubeconfig"));
         println!("svcnet is up: API server on http://{}", args.listen);
         println!("  export KUBECONFIG={}", kc.display());
         println!("  kubectl get svc -A");
-        println!("Stop with Ctrl-C; data stays in {}.", args.data_dir.display());
+        println!(
+            "Stop with Ctrl-C; data stays in {}.",
+            args.data_dir.display()
+        );
     }
     axum::serve(listener, server.router())
         .with_graceful_shutdown(async {
@@ -159,7 +178,9 @@ async fn main() -> std::process::ExitCode {
             let args = ApiserverArgs {
                 listen: up.listen,
                 data_dir: up.data_dir,
-                service_cluster_ip_range: ServiceCidrs(vec!["10.96.0.0/12".parse().expect("valid")]),
+                service_cluster_ip_range: ServiceCidrs(vec![
+                    "10.96.0.0/12".parse().expect("valid"),
+                ]),
                 service_node_port_range: "30000-32767".parse().expect("valid"),
                 write_kubeconfig: Some(kubeconfig),
                 watch_history: 100_000,
@@ -175,4 +196,3 @@ async fn main() -> std::process::ExitCode {
         }
     }
 }
-

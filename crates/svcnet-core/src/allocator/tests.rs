@@ -13,8 +13,14 @@ fn excludes_network_and_broadcast() {
     let mut a = ClusterIpAllocator::new("10.0.0.0/24".parse().unwrap());
     assert_eq!(a.bitmap().size(), 254);
     assert_eq!(a.ip_at(0), v4("10.0.0.1"));
-    assert!(matches!(a.allocate(v4("10.0.0.0")), Err(AllocError::NotInRange { .. })));
-    assert!(matches!(a.allocate(v4("10.0.0.255")), Err(AllocError::NotInRange { .. })));
+    assert!(matches!(
+        a.allocate(v4("10.0.0.0")),
+        Err(AllocError::NotInRange { .. })
+    ));
+    assert!(matches!(
+        a.allocate(v4("10.0.0.255")),
+        Err(AllocError::NotInRange { .. })
+    ));
     a.allocate(v4("10.0.0.254")).unwrap();
     let err = a.allocate(v4("10.0.1.1")).unwrap_err();
     assert_eq!(
@@ -42,7 +48,10 @@ fn dynamic_allocation_fills_the_upper_band_first() {
     for _ in 0..46 {
         let ip = a.allocate_next(&mut rng).unwrap();
         let IpAddr::V4(v) = ip else { panic!() };
-        assert!(v.octets()[3] > 16, "{ip} came from the static band too early");
+        assert!(
+            v.octets()[3] > 16,
+            "{ip} came from the static band too early"
+        );
     }
     for _ in 0..16 {
         a.allocate_next(&mut rng).unwrap();

@@ -1,5 +1,7 @@
 use super::*;
-use k8s_openapi::api::core::v1::{Container, ContainerPort, PodCondition, PodSpec, PodStatus, ServicePort, ServiceSpec};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, PodCondition, PodSpec, PodStatus, ServicePort, ServiceSpec,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 fn svc(ports: Vec<ServicePort>) -> Service {
@@ -75,13 +77,20 @@ fn named_target_ports_resolve_per_pod_into_separate_slices() {
     ];
     let d = desired(&s, &pods, "t");
     assert_eq!(d.slices.len(), 2);
-    let mut ports: Vec<i32> = d.slices.iter().map(|s| s.ports.as_ref().unwrap()[0].port.unwrap()).collect();
+    let mut ports: Vec<i32> = d
+        .slices
+        .iter()
+        .map(|s| s.ports.as_ref().unwrap()[0].port.unwrap())
+        .collect();
     ports.sort();
     assert_eq!(ports, vec![8080, 9090]);
     for slice in &d.slices {
         let labels = slice.metadata.labels.as_ref().unwrap();
         assert_eq!(labels[SERVICE_NAME_LABEL], "web");
-        assert_eq!(slice.metadata.annotations.as_ref().unwrap()[TRIGGER_TIME_ANNOTATION], "t");
+        assert_eq!(
+            slice.metadata.annotations.as_ref().unwrap()[TRIGGER_TIME_ANNOTATION],
+            "t"
+        );
     }
     assert_eq!(d.endpoints.subsets.as_ref().unwrap().len(), 2);
 }
@@ -91,7 +100,11 @@ fn conditions_follow_readiness_and_deletion() {
     let s = svc(vec![port("http", 80, IntOrString::Int(8080))]);
     let mut terminating = pod("c", "10.0.0.3", true, None);
     terminating.metadata.deletion_timestamp = Some(Time(jiff::Timestamp::UNIX_EPOCH));
-    let pods = vec![pod("a", "10.0.0.1", true, None), pod("b", "10.0.0.2", false, None), terminating];
+    let pods = vec![
+        pod("a", "10.0.0.1", true, None),
+        pod("b", "10.0.0.2", false, None),
+        terminating,
+    ];
     let d = desired(&s, &pods, "t");
     assert_eq!(d.slices.len(), 1);
     let conds: Vec<(bool, bool, bool)> = d.slices[0]
@@ -102,7 +115,14 @@ fn conditions_follow_readiness_and_deletion() {
             (c.ready.unwrap(), c.serving.unwrap(), c.terminating.unwrap())
         })
         .collect();
-    assert_eq!(conds, vec![(true, true, false), (false, false, false), (false, true, true)]);
+    assert_eq!(
+        conds,
+        vec![
+            (true, true, false),
+            (false, false, false),
+            (false, true, true)
+        ]
+    );
     assert_eq!(d.slices[0].endpoints[0].node_name.as_deref(), Some("node1"));
     let subset = &d.endpoints.subsets.as_ref().unwrap()[0];
     assert_eq!(subset.addresses.as_ref().unwrap().len(), 1);
@@ -111,17 +131,35 @@ fn conditions_follow_readiness_and_deletion() {
     let mut pnr = s.clone();
     pnr.spec.as_mut().unwrap().publish_not_ready_addresses = Some(true);
     let d = desired(&pnr, &pods, "t");
-    assert!(d.slices[0].endpoints.iter().all(|e| e.conditions.as_ref().unwrap().ready == Some(true)));
+    assert!(
+        d.slices[0]
+            .endpoints
+            .iter()
+            .all(|e| e.conditions.as_ref().unwrap().ready == Some(true))
+    );
 }
 
 #[test]
 fn at_most_100_endpoints_per_slice_and_an_empty_slice_without_pods() {
     let s = svc(vec![port("http", 80, IntOrString::Int(8080))]);
-    let pods: Vec<Pod> = (0..250).map(|i| pod(&format!("p{i}"), &format!("10.0.{}.{}", i / 200, i % 200 + 1), true, None)).collect();
+    let pods: Vec<Pod> = (0..250)
+        .map(|i| {
+            pod(
+                &format!("p{i}"),
+                &format!("10.0.{}.{}", i / 200, i % 200 + 1),
+                true,
+                None,
+            )
+        })
+        .collect();
     let d = desired(&s, &pods, "t");
     let sizes: Vec<usize> = d.slices.iter().map(|s| s.endpoints.len()).collect();
     assert_eq!(sizes, vec![100, 100, 50]);
-    let mut names: Vec<_> = d.slices.iter().map(|s| s.metadata.name.clone().unwrap()).collect();
+    let mut names: Vec<_> = d
+        .slices
+        .iter()
+        .map(|s| s.metadata.name.clone().unwrap())
+        .collect();
     names.dedup();
     assert_eq!(names.len(), 3);
     let empty = desired(&s, &[], "t");

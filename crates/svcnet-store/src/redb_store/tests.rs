@@ -16,17 +16,25 @@ fn open(dir: &tempfile::TempDir, history: u64) -> RedbStore {
 async fn create_update_delete_with_preconditions() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(&dir, 1000);
-    let a = s.put("/a", Bytes::from("1"), Precondition::MustNotExist).await.unwrap();
+    let a = s
+        .put("/a", Bytes::from("1"), Precondition::MustNotExist)
+        .await
+        .unwrap();
     assert_eq!((a.create_revision, a.mod_revision), (1, 1));
     assert!(matches!(
-        s.put("/a", Bytes::from("x"), Precondition::MustNotExist).await,
+        s.put("/a", Bytes::from("x"), Precondition::MustNotExist)
+            .await,
         Err(Error::AlreadyExists)
     ));
     assert!(matches!(
-        s.put("/a", Bytes::from("x"), Precondition::ModRevision(7)).await,
+        s.put("/a", Bytes::from("x"), Precondition::ModRevision(7))
+            .await,
         Err(Error::Conflict { current: 1 })
     ));
-    let b = s.put("/a", Bytes::from("2"), Precondition::ModRevision(1)).await.unwrap();
+    let b = s
+        .put("/a", Bytes::from("2"), Precondition::ModRevision(1))
+        .await
+        .unwrap();
     assert_eq!((b.create_revision, b.mod_revision), (1, 2));
     assert!(matches!(
         s.delete("/missing", Precondition::None).await,
@@ -44,9 +52,13 @@ async fn list_pages_by_prefix() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(&dir, 1000);
     for i in 0..10 {
-        s.put(&format!("/x/{i:02}"), Bytes::from("v"), Precondition::None).await.unwrap();
+        s.put(&format!("/x/{i:02}"), Bytes::from("v"), Precondition::None)
+            .await
+            .unwrap();
     }
-    s.put("/y/0", Bytes::from("v"), Precondition::None).await.unwrap();
+    s.put("/y/0", Bytes::from("v"), Precondition::None)
+        .await
+        .unwrap();
     let page = s.list("/x/", None, Some(4)).await.unwrap();
     assert_eq!(page.items.len(), 4);
     assert!(page.more);
@@ -63,20 +75,27 @@ async fn watch_replays_then_follows_and_compaction_expires() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(&dir, 1000);
     for i in 0..5 {
-        s.put(&format!("/w/{i}"), Bytes::from("v"), Precondition::None).await.unwrap();
+        s.put(&format!("/w/{i}"), Bytes::from("v"), Precondition::None)
+            .await
+            .unwrap();
     }
     let mut w = s.watch("/w/", 2).await.unwrap();
     for want in 3..=5 {
         assert_eq!(w.next().await.unwrap().unwrap().kv.mod_revision, want);
     }
-    s.put("/other", Bytes::from("v"), Precondition::None).await.unwrap();
+    s.put("/other", Bytes::from("v"), Precondition::None)
+        .await
+        .unwrap();
     s.delete("/w/0", Precondition::None).await.unwrap();
     let ev = w.next().await.unwrap().unwrap();
     assert_eq!((ev.kind, ev.kv.mod_revision), (EventType::Delete, 7));
     s.compact(4).await.unwrap();
     assert!(matches!(
         s.watch("/w/", 3).await,
-        Err(Error::Compacted { requested: 3, compacted: 4 })
+        Err(Error::Compacted {
+            requested: 3,
+            compacted: 4
+        })
     ));
     assert!(s.watch("/w/", 4).await.is_ok());
 }
@@ -86,7 +105,9 @@ async fn history_is_bounded_automatically() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(&dir, 10);
     for i in 0..40 {
-        s.put(&format!("/k/{i}"), Bytes::from("v"), Precondition::None).await.unwrap();
+        s.put(&format!("/k/{i}"), Bytes::from("v"), Precondition::None)
+            .await
+            .unwrap();
     }
     let compacted = s.compacted_revision().await.unwrap();
     assert!(compacted >= 20, "compacted {compacted}");
@@ -98,10 +119,15 @@ async fn data_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     {
         let s = open(&dir, 1000);
-        s.put("/p", Bytes::from("keep"), Precondition::None).await.unwrap();
+        s.put("/p", Bytes::from("keep"), Precondition::None)
+            .await
+            .unwrap();
     }
     let s = open(&dir, 1000);
-    assert_eq!(s.get("/p").await.unwrap().unwrap().value, Bytes::from("keep"));
+    assert_eq!(
+        s.get("/p").await.unwrap().unwrap().value,
+        Bytes::from("keep")
+    );
     assert_eq!(s.revision().await.unwrap(), 1);
 }
 
@@ -113,10 +139,14 @@ async fn concurrent_writes_are_grouped_and_all_acknowledged() {
         .map(|i| {
             let s = s.clone();
             tokio::spawn(async move {
-                s.put(&format!("/c/{i:03}"), Bytes::from("v"), Precondition::MustNotExist)
-                    .await
-                    .unwrap()
-                    .mod_revision
+                s.put(
+                    &format!("/c/{i:03}"),
+                    Bytes::from("v"),
+                    Precondition::MustNotExist,
+                )
+                .await
+                .unwrap()
+                .mod_revision
             })
         })
         .collect();
