@@ -310,6 +310,12 @@ pub fn prepare_for_update(new: &mut Service, old: &Service, net: ServiceNetwork)
     {
         spec.health_check_node_port = None;
     }
+    if externally_accessible(&old_spec)
+        && !externally_accessible(spec)
+        && spec.external_traffic_policy == old_spec.external_traffic_policy
+    {
+        spec.external_traffic_policy = None;
+    }
     if spec_type(spec) != "LoadBalancer" && spec_type(&old_spec) == "LoadBalancer" {
         spec.allocate_load_balancer_node_ports = None;
     }
