@@ -211,27 +211,56 @@ impl EndpointSliceController {
         }
     }
 
+    /// Plans the writes for every dirty Service from the caches, runs them concurrently (so
+    /// they share the store's group commits), then folds the results back into the caches.
     async fn reconcile_all(&mut self, dirty: BTreeSet<Key>) {
-        for k in dirty {
-            if let Err(e) = self.reconcile(&k).await {
-                tracing::warn!(service = %format!("{}/{}", k.0, k.1), error = %e, "endpoints reconcile failed");
+        let mut ops = Vec::new();
+        for k in &dirty {
+            self.plan(k, &mut ops);
+        }
+        let reg = self.reg.clone();
+        let results: Vec<(Op, Result<Option<Value>>)> = futures::stream::iter(ops)
+            .map(|op| {
+                let reg = reg.clone();
+                async move {
+                    let r = op.run(&reg).await;
+                    (op, r)
+                }
+            })
+            .buffer_unordered(WRITES_IN_FLIGHT)
+            .collect()
+            .await;
+        for (op, result) in results {
+            match result {
+                Ok(Some(obj)) => {
+                    let kind = if matches!(op, Op::Delete { .. }) {
+                        EventType::Delete
+                    } else {
+                        EventType::Put
+                    };
+                    self.apply_event(op.resource(), kind, &obj);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(object = %op.describe(), error = %e, "endpoints write failed")
+                }
             }
         }
     }
 
-    async fn reconcile(&mut self, k: &Key) -> Result<()> {
-        let ns = Some(k.0.as_str());
-        let existing = self.caches.slices.get(k).cloned().unwrap_or_default();
-        let svc = self
-            .caches
-            .services
-            .get(k)
-            .filter(|s| has_selector(s))
-            .cloned();
+    /// The writes that bring one Service's EndpointSlices and Endpoints to the desired state.
+    fn plan(&self, k: &Key, ops: &mut Vec<Op>) {
+        let ns = k.0.clone();
+        let existing = self.caches.slices.get(k);
+        let svc = self.caches.services.get(k).filter(|s| has_selector(s));
         let Some(svc) = svc else {
             // Gone, or no longer selects: its managed objects go.
-            for name in existing.keys() {
-                self.delete(&ENDPOINT_SLICES, ns, name).await?;
+            for name in existing.into_iter().flat_map(BTreeMap::keys) {
+                ops.push(Op::Delete {
+                    res: &ENDPOINT_SLICES,
+                    ns: ns.clone(),
+                    name: name.clone(),
+                });
             }
             let managed_ep = self.caches.endpoints.get(k).is_some_and(|ep| {
                 ep.metadata
@@ -240,9 +269,13 @@ impl EndpointSliceController {
                     .is_some_and(|a| a.contains_key(endpoints::TRIGGER_TIME_ANNOTATION))
             });
             if managed_ep && !self.caches.services.contains_key(k) {
-                self.delete(&ENDPOINTS, ns, &k.1).await?;
+                ops.push(Op::Delete {
+                    res: &ENDPOINTS,
+                    ns,
+                    name: k.1.clone(),
+                });
             }
-            return Ok(());
+            return;
         };
         let pods: Vec<Pod> = self
             .caches
@@ -250,37 +283,33 @@ impl EndpointSliceController {
             .get(&k.0)
             .map(|m| m.values().cloned().collect())
             .unwrap_or_default();
-        let want = endpoints::desired(&svc, &pods, &now_rfc3339());
+        let want = endpoints::desired(svc, &pods, &now_rfc3339());
         let mut keep = BTreeSet::new();
         for slice in &want.slices {
             let name = slice.metadata.name.clone().unwrap_or_default();
             keep.insert(name.clone());
-            match existing.get(&name) {
-                Some(have) if same_content(have, slice) => {}
-                Some(_) => {
-                    self.write(
-                        &ENDPOINT_SLICES,
-                        ns,
-                        &name,
-                        serde_json::to_value(slice).expect("serializable"),
-                        true,
-                    )
-                    .await?;
-                }
-                None => {
-                    self.write(
-                        &ENDPOINT_SLICES,
-                        ns,
-                        &name,
-                        serde_json::to_value(slice).expect("serializable"),
-                        false,
-                    )
-                    .await?;
-                }
+            let have = existing.and_then(|e| e.get(&name));
+            if have.is_some_and(|h| same_content(h, slice)) {
+                continue;
             }
+            ops.push(Op::Write {
+                res: &ENDPOINT_SLICES,
+                ns: ns.clone(),
+                name,
+                value: serde_json::to_value(slice).expect("serializable"),
+                exists: have.is_some(),
+            });
         }
-        for name in existing.keys().filter(|n| !keep.contains(*n)) {
-            self.delete(&ENDPOINT_SLICES, ns, name).await?;
+        for name in existing
+            .into_iter()
+            .flat_map(BTreeMap::keys)
+            .filter(|n| !keep.contains(*n))
+        {
+            ops.push(Op::Delete {
+                res: &ENDPOINT_SLICES,
+                ns: ns.clone(),
+                name: name.clone(),
+            });
         }
         let have_ep = self.caches.endpoints.get(k);
         let same = have_ep.is_some_and(|h| {
@@ -288,55 +317,86 @@ impl EndpointSliceController {
                 && h.metadata.labels == want.endpoints.metadata.labels
         });
         if !same {
-            let value = serde_json::to_value(&want.endpoints).expect("serializable");
-            self.write(&ENDPOINTS, ns, &k.1, value, have_ep.is_some())
-                .await?;
+            ops.push(Op::Write {
+                res: &ENDPOINTS,
+                ns,
+                name: k.1.clone(),
+                value: serde_json::to_value(&want.endpoints).expect("serializable"),
+                exists: have_ep.is_some(),
+            });
         }
-        Ok(())
     }
+}
 
-    async fn write(
-        &mut self,
-        res: &Resource,
-        ns: Option<&str>,
-        name: &str,
+/// Writes the controller issues concurrently.
+const WRITES_IN_FLIGHT: usize = 64;
+
+/// One write the controller decided on.
+enum Op {
+    Write {
+        res: &'static Resource,
+        ns: String,
+        name: String,
         value: Value,
         exists: bool,
-    ) -> Result<()> {
-        let result = if exists {
-            self.reg
-                .update(res, ns, name, value.clone(), false, false)
-                .await
-        } else {
-            self.reg.create(res, ns, value.clone(), false).await
+    },
+    Delete {
+        res: &'static Resource,
+        ns: String,
+        name: String,
+    },
+}
+
+impl Op {
+    fn resource(&self) -> &'static Resource {
+        match self {
+            Op::Write { res, .. } | Op::Delete { res, .. } => res,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Op::Write { res, ns, name, .. } | Op::Delete { res, ns, name } => {
+                format!("{}/{ns}/{name}", res.plural)
+            }
+        }
+    }
+
+    /// The stored (or deleted) object, or `None` when the cache was stale and the watch will
+    /// bring the truth for another pass.
+    async fn run(&self, reg: &Registry) -> Result<Option<Value>> {
+        let result = match self {
+            Op::Write {
+                res,
+                ns,
+                name,
+                value,
+                exists: true,
+            } => {
+                reg.update(res, Some(ns), name, value.clone(), false, false)
+                    .await
+            }
+            Op::Write {
+                res,
+                ns,
+                value,
+                exists: false,
+                ..
+            } => reg.create(res, Some(ns), value.clone(), false).await,
+            Op::Delete { res, ns, name } => {
+                reg.delete(res, Some(ns), name, &DeleteOptions::default())
+                    .await
+            }
         };
-        let stored = match result {
-            Ok(v) => v,
-            // Our cache was behind; the watch will bring the truth and another pass.
+        match result {
+            Ok(v) => Ok(Some(v)),
             Err(
                 ApiError::AlreadyExists { .. }
                 | ApiError::NotFound { .. }
                 | ApiError::Conflict { .. },
-            ) => return Ok(()),
+            ) => Ok(None),
             // The namespace is going away.
-            Err(ApiError::Forbidden(_)) => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        self.apply_event(res, EventType::Put, &stored);
-        Ok(())
-    }
-
-    async fn delete(&mut self, res: &Resource, ns: Option<&str>, name: &str) -> Result<()> {
-        match self
-            .reg
-            .delete(res, ns, name, &DeleteOptions::default())
-            .await
-        {
-            Ok(old) => {
-                self.apply_event(res, EventType::Delete, &old);
-                Ok(())
-            }
-            Err(ApiError::NotFound { .. }) => Ok(()),
+            Err(ApiError::Forbidden(_)) => Ok(None),
             Err(e) => Err(e),
         }
     }

@@ -237,17 +237,37 @@ fn delete_options(p: &Params, body: Option<&Value>) -> DeleteOptions {
     o
 }
 
-fn list_body(res: &Resource, page: &registry::ListPage) -> Value {
+/// The list response, assembled from the objects' bytes.
+fn list_body(res: &Resource, page: &registry::ListPage) -> Vec<u8> {
     let mut meta = json!({"resourceVersion": page.revision.to_string()});
     if let Some(c) = &page.continue_token {
         meta["continue"] = json!(c);
     }
-    json!({
-        "kind": res.list_kind(),
-        "apiVersion": res.api_version(),
-        "metadata": meta,
-        "items": page.items,
-    })
+    let head = json!({"kind": res.list_kind(), "apiVersion": res.api_version(), "metadata": meta})
+        .to_string();
+    let size: usize = page.items.iter().map(|i| i.len() + 1).sum();
+    let mut out = Vec::with_capacity(head.len() + size + 16);
+    out.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
+    out.extend_from_slice(b",\"items\":[");
+    for (i, item) in page.items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(item);
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
+fn raw_response(code: StatusCode, body: Vec<u8>) -> Response {
+    (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn parse_items(page: &registry::ListPage) -> Result<Vec<Value>> {
+    page.items
+        .iter()
+        .map(|b| serde_json::from_slice(b).map_err(|e| ApiError::Internal(e.to_string())))
+        .collect()
 }
 
 async fn handle(reg: Arc<Registry>, req: Request) -> Result<Response> {
@@ -285,9 +305,10 @@ async fn handle(reg: Arc<Registry>, req: Request) -> Result<Response> {
             let opts = list_options(&params)?;
             let page = reg.list(res, ns, &opts).await?;
             if table {
+                let items = parse_items(&page)?;
                 let t = table::table(
                     res,
-                    &page.items,
+                    &items,
                     &page.revision.to_string(),
                     page.continue_token.as_deref(),
                     &include,
@@ -295,7 +316,7 @@ async fn handle(reg: Arc<Registry>, req: Request) -> Result<Response> {
                 );
                 return Ok(json_response(StatusCode::OK, &t));
             }
-            Ok(json_response(StatusCode::OK, &list_body(res, &page)))
+            Ok(raw_response(StatusCode::OK, list_body(res, &page)))
         }
         (Method::GET, Some(name)) => {
             let obj = reg.get(res, ns, &name).await?;
@@ -355,12 +376,16 @@ async fn handle(reg: Arc<Registry>, req: Request) -> Result<Response> {
                 .delete_collection(res, ns, &list_options(&params)?, &opts)
                 .await?;
             let rev = reg.store().revision().await?;
+            let items = items
+                .iter()
+                .map(|v| Bytes::from(serde_json::to_vec(v).expect("serializable")))
+                .collect();
             let page = registry::ListPage {
                 items,
                 revision: rev,
                 continue_token: None,
             };
-            Ok(json_response(StatusCode::OK, &list_body(res, &page)))
+            Ok(raw_response(StatusCode::OK, list_body(res, &page)))
         }
         _ => Err(ApiError::MethodNotAllowed),
     }
@@ -438,8 +463,16 @@ async fn patch(
 }
 
 fn event_line(kind: &str, object: &Value) -> Bytes {
-    let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
-    line.push(b'\n');
+    event_line_raw(kind, &serde_json::to_vec(object).unwrap_or_default())
+}
+
+fn event_line_raw(kind: &str, object: &[u8]) -> Bytes {
+    let mut line = Vec::with_capacity(object.len() + 32);
+    line.extend_from_slice(b"{\"type\":\"");
+    line.extend_from_slice(kind.as_bytes());
+    line.extend_from_slice(b"\",\"object\":");
+    line.extend_from_slice(object);
+    line.extend_from_slice(b"}\n");
     Bytes::from(line)
 }
 
@@ -516,25 +549,29 @@ async fn run_watch(
 ) -> Result<()> {
     let deadline = tokio::time::Instant::now() + p.timeout;
     let mut first_table = true;
-    let render = |obj: &Value, first: &mut bool| -> Value {
-        if p.table {
-            let rv = obj["metadata"]["resourceVersion"]
-                .as_str()
-                .unwrap_or("")
-                .to_owned();
-            let t = table::table(
-                res,
-                std::slice::from_ref(obj),
-                &rv,
-                None,
-                &p.include,
-                *first,
-            );
-            *first = false;
-            t
-        } else {
-            obj.clone()
+    let filtered = !p.labels.is_empty() || !p.fields.0.is_empty();
+    // Watch lines from stored bytes; objects are parsed only to filter or print a table row.
+    let line = |kind: &str, raw: &[u8], rev: u64, first: &mut bool| -> Result<Option<Bytes>> {
+        if !filtered && !p.table {
+            return Ok(Some(event_line_raw(kind, &registry::raw_at(raw, rev)?)));
         }
+        let obj = decode_at(raw, rev)?;
+        if filtered && !registry::matches(res, &obj, &p.labels, &p.fields) {
+            return Ok(None);
+        }
+        if !p.table {
+            return Ok(Some(event_line(kind, &obj)));
+        }
+        let t = table::table(
+            res,
+            std::slice::from_ref(&obj),
+            &rev.to_string(),
+            None,
+            &p.include,
+            *first,
+        );
+        *first = false;
+        Ok(Some(event_line(kind, &t)))
     };
     // "0" or nothing means "start from now, with the current state first"; sendInitialEvents
     // asks for the same with a marker bookmark at the end of the initial state.
@@ -565,12 +602,28 @@ async fn run_watch(
                 },
             )
             .await?;
-        for obj in &page.items {
-            if tx
-                .send(event_line("ADDED", &render(obj, &mut first_table)))
-                .await
-                .is_err()
-            {
+        for raw in &page.items {
+            let l = if p.table {
+                let obj: Value =
+                    serde_json::from_slice(raw).map_err(|e| ApiError::Internal(e.to_string()))?;
+                let rv = obj["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned();
+                let t = table::table(
+                    res,
+                    std::slice::from_ref(&obj),
+                    &rv,
+                    None,
+                    &p.include,
+                    first_table,
+                );
+                first_table = false;
+                event_line("ADDED", &t)
+            } else {
+                event_line_raw("ADDED", raw)
+            };
+            if tx.send(l).await.is_err() {
                 return Ok(());
             }
         }
@@ -599,16 +652,13 @@ async fn run_watch(
                     Err(e) => return Err(e.into()),
                 };
                 last_rv = ev.kv.mod_revision;
-                let obj = decode_at(&ev.kv.value, ev.kv.mod_revision)?;
-                if !registry::matches(res, &obj, &p.labels, &p.fields) {
-                    continue;
-                }
                 let kind = match ev.kind {
                     EventType::Delete => "DELETED",
                     EventType::Put if ev.kv.create_revision == ev.kv.mod_revision => "ADDED",
                     EventType::Put => "MODIFIED",
                 };
-                if tx.send(event_line(kind, &render(&obj, &mut first_table))).await.is_err() {
+                let Some(l) = line(kind, &ev.kv.value, ev.kv.mod_revision, &mut first_table)? else { continue };
+                if tx.send(l).await.is_err() {
                     return Ok(());
                 }
             }

@@ -61,7 +61,8 @@ pub struct ListOptions {
 }
 
 pub struct ListPage {
-    pub items: Vec<Value>,
+    /// Objects as JSON with their `resourceVersion`, ready to send.
+    pub items: Vec<Bytes>,
     pub revision: u64,
     pub continue_token: Option<String>,
 }
@@ -109,12 +110,48 @@ pub fn decode_at(raw: &[u8], revision: u64) -> Result<Value> {
     Ok(v)
 }
 
+/// Stored objects begin with their metadata (see [`encode`]), so the `resourceVersion` can be
+/// spliced into the bytes: lists and watch events are sent without parsing each object.
+const STORED_HEAD: &[u8] = b"{\"metadata\":{";
+
+/// The stored bytes as API JSON with `resourceVersion` set.
+pub fn raw_at(raw: &[u8], revision: u64) -> Result<Bytes> {
+    use std::io::Write;
+    if raw.starts_with(STORED_HEAD) && raw.len() > STORED_HEAD.len() {
+        let mut out = Vec::with_capacity(raw.len() + 32);
+        out.extend_from_slice(STORED_HEAD);
+        write!(out, "\"resourceVersion\":\"{revision}\"").expect("writing to a Vec");
+        if raw[STORED_HEAD.len()] != b'}' {
+            out.push(b',');
+        }
+        out.extend_from_slice(&raw[STORED_HEAD.len()..]);
+        return Ok(out.into());
+    }
+    Ok(serde_json::to_vec(&decode_at(raw, revision)?)
+        .expect("serializable")
+        .into())
+}
+
+/// The stored form: `metadata` (without `resourceVersion`) first, then the other fields.
 fn encode(obj: &Value) -> Bytes {
-    let mut obj = obj.clone();
-    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(b"{\"metadata\":");
+    let mut meta = obj.get("metadata").cloned().unwrap_or_else(|| json!({}));
+    if let Some(m) = meta.as_object_mut() {
         m.remove("resourceVersion");
     }
-    Bytes::from(serde_json::to_vec(&obj).expect("JSON values serialize"))
+    serde_json::to_writer(&mut out, &meta).expect("serializable");
+    for (k, v) in obj.as_object().into_iter().flatten() {
+        if k == "metadata" {
+            continue;
+        }
+        out.push(b',');
+        serde_json::to_writer(&mut out, k).expect("serializable");
+        out.push(b':');
+        serde_json::to_writer(&mut out, v).expect("serializable");
+    }
+    out.push(b'}');
+    out.into()
 }
 
 fn parse_rv(rv: &str) -> Result<u64> {
@@ -332,22 +369,23 @@ impl Registry {
             let page = self.store.list(&prefix, start.as_deref(), chunk).await?;
             revision.get_or_insert(page.revision);
             let mut last_key = None;
+            let filtered = !opts.labels.is_empty() || !opts.fields.0.is_empty();
             for kv in &page.items {
                 last_key = Some(kv.key.clone());
-                let obj = decode(kv)?;
-                if matches(res, &obj, &opts.labels, &opts.fields) {
-                    items.push(obj);
-                    if limit.is_some_and(|l| items.len() == l) {
-                        let more_after =
-                            page.more || kv.key != page.items.last().expect("non-empty").key;
-                        let token = more_after
-                            .then(|| continue_encode(fixed_rev.unwrap_or(page.revision), &kv.key));
-                        return Ok(ListPage {
-                            items,
-                            revision: fixed_rev.unwrap_or(page.revision),
-                            continue_token: token,
-                        });
-                    }
+                if filtered && !matches(res, &decode(kv)?, &opts.labels, &opts.fields) {
+                    continue;
+                }
+                items.push(raw_at(&kv.value, kv.mod_revision)?);
+                if limit.is_some_and(|l| items.len() == l) {
+                    let more_after =
+                        page.more || kv.key != page.items.last().expect("non-empty").key;
+                    let token = more_after
+                        .then(|| continue_encode(fixed_rev.unwrap_or(page.revision), &kv.key));
+                    return Ok(ListPage {
+                        items,
+                        revision: fixed_rev.unwrap_or(page.revision),
+                        continue_token: token,
+                    });
                 }
             }
             if !page.more {
@@ -725,7 +763,9 @@ impl Registry {
             )
             .await?;
         let mut out = Vec::new();
-        for obj in page.items {
+        for raw in page.items {
+            let obj: Value =
+                serde_json::from_slice(&raw).map_err(|e| ApiError::Internal(e.to_string()))?;
             let name = meta_str(&obj, "name").unwrap_or_default().to_owned();
             let ns = meta_str(&obj, "namespace").map(str::to_owned);
             match self.delete(res, ns.as_deref(), &name, del).await {

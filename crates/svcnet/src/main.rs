@@ -14,6 +14,8 @@ use svcnet_apiserver::{ApiServer, Config};
 use svcnet_core::allocator::PortRange;
 use svcnet_store::{RedbStore, RedbStoreConfig};
 
+mod bench;
+
 #[derive(Parser)]
 #[command(
     name = "svcnet",
@@ -31,6 +33,15 @@ enum Command {
     Apiserver(ApiserverArgs),
     /// Run a local single-node cluster with defaults (data in ./svcnet-data).
     Up(UpArgs),
+    /// Measure svcnet against an anchor measured in the same run.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// API create/list throughput and watch fan-out latency, against the bare store.
+    Apiserver(bench::ApiserverBench),
 }
 
 #[derive(Args, Clone)]
@@ -153,8 +164,8 @@ async fn run_apiserver(args: ApiserverArgs, banner: bool) -> anyhow::Result<()> 
             args.data_dir.display()
         );
     }
-    axum::serve(listener, server.router())
-        .with_graceful_shutdown(async {
+    server
+        .serve(listener, async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await
@@ -173,6 +184,7 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Apiserver(args) => run_apiserver(args, false).await,
+        Command::Bench(BenchCommand::Apiserver(args)) => bench::run(args).await,
         Command::Up(up) => {
             let kubeconfig = up.data_dir.join("kubeconfig");
             let args = ApiserverArgs {

@@ -91,9 +91,12 @@ pub async fn start_with(transport: Transport, mut opts: Options) -> TestServer {
     };
     let client = match listener {
         Some(l) => {
-            let router = server.router();
+            let serving = server.clone();
             tasks.push(tokio::spawn(async move {
-                axum::serve(l, router).await.expect("serve");
+                serving
+                    .serve(l, std::future::pending())
+                    .await
+                    .expect("serve");
             }));
             let url: http::Uri = format!("http://{}", addr.expect("bound"))
                 .parse()
