@@ -220,6 +220,44 @@ fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value> {
     }
 }
 
+/// `fieldValidation`: Strict refuses unknown fields, Warn (the default) reports them in
+/// `Warning` headers, Ignore drops them silently.
+fn field_validation(res: &Resource, p: &Params, obj: &Value) -> Result<Vec<String>> {
+    let mode = p.get("fieldValidation").map_or("Warn", String::as_str);
+    if mode == "Ignore" {
+        return Ok(Vec::new());
+    }
+    if !matches!(mode, "Warn" | "Strict") {
+        return Err(ApiError::BadRequest(format!(
+            "fieldValidation must be one of Ignore, Warn or Strict, not {mode:?}"
+        )));
+    }
+    let unknown: Vec<String> = crate::kinds::unknown_fields(res, obj)
+        .into_iter()
+        .map(|f| format!("unknown field \"{f}\""))
+        .collect();
+    if mode == "Strict" && !unknown.is_empty() {
+        return Err(ApiError::BadRequest(format!(
+            "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+            res.kind,
+            res.version,
+            res.kind,
+            unknown.join(", ")
+        )));
+    }
+    Ok(unknown)
+}
+
+fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
+    for w in warnings {
+        let text = format!("299 - {:?}", w);
+        if let Ok(v) = header::HeaderValue::from_str(&text) {
+            resp.headers_mut().append(header::WARNING, v);
+        }
+    }
+    resp
+}
+
 fn delete_options(p: &Params, body: Option<&Value>) -> DeleteOptions {
     let mut o = DeleteOptions {
         grace_period_seconds: p.get("gracePeriodSeconds").and_then(|s| s.parse().ok()),
@@ -335,23 +373,37 @@ async fn handle(reg: Arc<Registry>, req: Request) -> Result<Response> {
         (Method::POST, None) => {
             let body = read_body(&reg, body).await?;
             let obj = decode_body(&headers, &body)?;
+            let warnings = field_validation(res, &params, &obj)?;
             let created = reg.create(res, ns, obj, dry_run).await?;
-            Ok(json_response(StatusCode::CREATED, &created))
+            Ok(with_warnings(
+                json_response(StatusCode::CREATED, &created),
+                &warnings,
+            ))
         }
         (Method::PUT, Some(name)) => {
             let body = read_body(&reg, body).await?;
             let obj = decode_body(&headers, &body)?;
+            let warnings = field_validation(res, &params, &obj)?;
             if subresource.as_deref() == Some("finalize") {
                 let updated = reg.update(res, ns, &name, obj, false, dry_run).await?;
                 return Ok(json_response(StatusCode::OK, &updated));
             }
             let updated = reg.update(res, ns, &name, obj, status_sub, dry_run).await?;
-            Ok(json_response(StatusCode::OK, &updated))
+            Ok(with_warnings(
+                json_response(StatusCode::OK, &updated),
+                &warnings,
+            ))
         }
         (Method::PATCH, Some(name)) => {
             let body = read_body(&reg, body).await?;
-            let patched = patch(&reg, res, ns, &name, &headers, &body, status_sub, dry_run).await?;
-            Ok(json_response(StatusCode::OK, &patched))
+            let (patched, warnings) = patch(
+                &reg, res, ns, &name, &headers, &params, &body, status_sub, dry_run,
+            )
+            .await?;
+            Ok(with_warnings(
+                json_response(StatusCode::OK, &patched),
+                &warnings,
+            ))
         }
         (Method::DELETE, Some(name)) => {
             let body = read_body(&reg, body).await?;
@@ -398,10 +450,11 @@ async fn patch(
     ns: Option<&str>,
     name: &str,
     headers: &HeaderMap,
+    params: &Params,
     body: &[u8],
     status: bool,
     dry_run: bool,
-) -> Result<Value> {
+) -> Result<(Value, Vec<String>)> {
     let ct = content_type(headers);
     let patch: Value = match ct.as_str() {
         "application/json-patch+json"
@@ -449,6 +502,7 @@ async fn patch(
                 "the patch produced something other than an object".into(),
             ));
         }
+        let warnings = field_validation(res, params, &patched)?;
         // A patch that does not name a resourceVersion applies to the version it was built on.
         let pinned = patched["metadata"]["resourceVersion"] != current_rv;
         if patched["metadata"]["resourceVersion"].is_null() {
@@ -456,7 +510,7 @@ async fn patch(
         }
         match reg.update(res, ns, name, patched, status, dry_run).await {
             Err(ApiError::Conflict { .. }) if !pinned => continue,
-            other => return other,
+            other => return other.map(|v| (v, warnings)),
         }
     }
     Err(registry::conflict(res, name))

@@ -533,3 +533,55 @@ pub(crate) async fn bootstrap(reg: &Arc<Registry>) -> Result<()> {
     crate::controller::publish_kubernetes_slice(reg, advertise).await?;
     Ok(())
 }
+
+/// Fields of `obj` that the kind does not have (`fieldValidation`): paths such as
+/// `spec.ports[0].nodeport`.
+pub(crate) fn unknown_fields(res: &Resource, obj: &Value) -> Vec<String> {
+    fn roundtrip<T: DeserializeOwned + Serialize>(obj: &Value) -> Option<Value> {
+        serde_json::from_value::<T>(obj.clone())
+            .ok()
+            .map(|t| untyped(&t))
+    }
+    let typed = match res.plural {
+        "services" => roundtrip::<Service>(obj),
+        "pods" => roundtrip::<Pod>(obj),
+        "nodes" => roundtrip::<Node>(obj),
+        "namespaces" => roundtrip::<Namespace>(obj),
+        "endpoints" => roundtrip::<Endpoints>(obj),
+        "endpointslices" => roundtrip::<EndpointSlice>(obj),
+        "events" => roundtrip::<Event>(obj),
+        _ => None,
+    };
+    let mut out = Vec::new();
+    if let Some(typed) = typed {
+        collect_unknown(obj, &typed, "", &mut out);
+    }
+    out
+}
+
+fn collect_unknown(input: &Value, typed: &Value, path: &str, out: &mut Vec<String>) {
+    match (input, typed) {
+        (Value::Object(i), Value::Object(t)) => {
+            for (k, v) in i {
+                if v.is_null() {
+                    continue;
+                }
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                match t.get(k) {
+                    None => out.push(p),
+                    Some(tv) => collect_unknown(v, tv, &p, out),
+                }
+            }
+        }
+        (Value::Array(i), Value::Array(t)) => {
+            for (n, (a, b)) in i.iter().zip(t).enumerate() {
+                collect_unknown(a, b, &format!("{path}[{n}]"), out);
+            }
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,252 @@
+//! Object lifecycles: field validation modes, namespace deletion, graceful Pod deletion,
+//! streaming lists and bookmarks.
+
+mod common;
+
+use std::time::Duration;
+
+use axum::body::Body;
+use common::{Options, Transport, start, start_with};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use svcnet_apiserver::Config;
+use tower::ServiceExt;
+
+const SVC: &str = "/api/v1/namespaces/default/services";
+
+#[tokio::test]
+async fn field_validation_strict_warn_ignore() {
+    let srv = start_with(
+        Transport::InProcess,
+        Options {
+            controllers: false,
+            ..Default::default()
+        },
+    )
+    .await;
+    let typo = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "t"},
+        "spec": {"ports": [{"port": 80, "nodeport": 1}], "selectr": {"a": "b"}}});
+    let (code, s) = srv
+        .post_json(&format!("{SVC}?fieldValidation=Strict"), &typo)
+        .await;
+    assert_eq!(code, 400, "{s}");
+    let msg = s["message"].as_str().unwrap();
+    assert!(
+        msg.contains(r#"strict decoding error: unknown field "spec.ports[0].nodeport""#),
+        "{msg}"
+    );
+    assert!(msg.contains(r#"unknown field "spec.selectr""#), "{msg}");
+
+    let req = http::Request::post(format!("{SVC}?fieldValidation=Warn"))
+        .header("content-type", "application/json")
+        .body(Body::from(typo.to_string()))
+        .unwrap();
+    let resp = srv.server.router().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), 201);
+    let warnings: Vec<String> = resp
+        .headers()
+        .get_all("warning")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(warnings[0].starts_with("299 - "), "{warnings:?}");
+
+    let mut ok = typo.clone();
+    ok["metadata"]["name"] = json!("u");
+    let (code, _) = srv
+        .post_json(&format!("{SVC}?fieldValidation=Ignore"), &ok)
+        .await;
+    assert_eq!(code, 201);
+    let (code, _) = srv
+        .post_json(&format!("{SVC}?fieldValidation=Sometimes"), &ok)
+        .await;
+    assert_eq!(code, 400);
+}
+
+#[tokio::test]
+async fn deleting_a_namespace_removes_its_content_then_itself() {
+    let srv = start_with(
+        Transport::InProcess,
+        Options {
+            controllers: false,
+            ..Default::default()
+        },
+    )
+    .await;
+    let (code, _) = srv
+        .post_json(
+            "/api/v1/namespaces",
+            &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"}}),
+        )
+        .await;
+    assert_eq!(code, 201);
+    let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}, "spec": {"clusterIP": "10.96.0.99", "ports": [{"port": 80}]}});
+    assert_eq!(
+        srv.post_json("/api/v1/namespaces/team/services", &svc)
+            .await
+            .0,
+        201
+    );
+    let (code, ns) = srv
+        .raw("DELETE", "/api/v1/namespaces/team", "application/json", "")
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(ns["status"]["phase"], "Terminating");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, _) = srv
+            .raw("GET", "/api/v1/namespaces/team", "application/json", "")
+            .await;
+        if code == 404 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "namespace not removed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, list) = srv
+        .raw(
+            "GET",
+            "/api/v1/namespaces/team/services",
+            "application/json",
+            "",
+        )
+        .await;
+    assert_eq!(list["items"], json!([]));
+    // Its Service's address was released with it.
+    let again = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s2"}, "spec": {"clusterIP": "10.96.0.99", "ports": [{"port": 80}]}});
+    assert_eq!(srv.post_json(SVC, &again).await.0, 201);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bound_pods_terminate_gracefully_and_unbound_ones_go_at_once() {
+    let srv = start(Transport::InProcess).await;
+    let pods = "/api/v1/namespaces/default/pods";
+    let pod = |name: &str, node: Option<&str>| {
+        let mut p = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"containers": [{"name": "c", "image": "x"}]}});
+        if let Some(n) = node {
+            p["spec"]["nodeName"] = json!(n);
+        }
+        p
+    };
+    assert_eq!(
+        srv.post_json(pods, &pod("bound", Some("node1"))).await.0,
+        201
+    );
+    assert_eq!(srv.post_json(pods, &pod("loose", None)).await.0, 201);
+    let (code, body) = srv
+        .raw("DELETE", &format!("{pods}/loose"), "application/json", "")
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        srv.raw("GET", &format!("{pods}/loose"), "application/json", "")
+            .await
+            .0,
+        404
+    );
+
+    let (code, body) = srv
+        .raw(
+            "DELETE",
+            &format!("{pods}/bound"),
+            "application/json",
+            json!({"gracePeriodSeconds": 1}).to_string(),
+        )
+        .await;
+    assert_eq!(code, 200);
+    assert!(body["metadata"]["deletionTimestamp"].is_string(), "{body}");
+    let (code, got) = srv
+        .raw("GET", &format!("{pods}/bound"), "application/json", "")
+        .await;
+    assert_eq!(code, 200, "still there during the grace period");
+    assert_eq!(got["metadata"]["deletionGracePeriodSeconds"], 1);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while srv
+        .raw("GET", &format!("{pods}/bound"), "application/json", "")
+        .await
+        .0
+        != 404
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not reaped after its grace period"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn watch_lines(srv: &common::TestServer, uri: &str, n: usize) -> Vec<Value> {
+    let req = http::Request::get(uri).body(Body::empty()).unwrap();
+    let resp = srv.server.router().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body().into_data_stream();
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    while out.len() < n {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), body.next())
+            .await
+            .expect("event in time")
+            .unwrap()
+            .unwrap();
+        buf.extend_from_slice(&chunk);
+        while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=pos).collect();
+            out.push(serde_json::from_slice(&line).unwrap());
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn streaming_lists_and_bookmarks() {
+    let cfg = Config {
+        bookmark_interval: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let srv = start_with(
+        Transport::InProcess,
+        Options {
+            controllers: false,
+            config: cfg,
+            ..Default::default()
+        },
+    )
+    .await;
+    let lines = watch_lines(&srv, &format!("{SVC}?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true"), 2).await;
+    assert_eq!(lines[0]["type"], "ADDED");
+    assert_eq!(lines[0]["object"]["metadata"]["name"], "kubernetes");
+    assert_eq!(lines[1]["type"], "BOOKMARK");
+    assert_eq!(
+        lines[1]["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
+        "true"
+    );
+    // Periodic bookmarks carry a resourceVersion to resume from.
+    let (_, list) = srv.raw("GET", SVC, "application/json", "").await;
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let lines = watch_lines(
+        &srv,
+        &format!("{SVC}?watch=1&resourceVersion={rv}&allowWatchBookmarks=true"),
+        1,
+    )
+    .await;
+    assert_eq!(lines[0]["type"], "BOOKMARK");
+    assert_eq!(lines[0]["object"]["metadata"]["resourceVersion"], rv);
+    // Table watches carry rows.
+    let req = http::Request::get(format!("{SVC}?watch=1"))
+        .header("accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
+        .body(Body::empty())
+        .unwrap();
+    let resp = srv.server.router().oneshot(req).await.unwrap();
+    let mut body = resp.into_body().into_data_stream();
+    let chunk = body.next().await.unwrap().unwrap();
+    let ev: Value = serde_json::from_slice(chunk.split(|&b| b == b'\n').next().unwrap()).unwrap();
+    assert_eq!(ev["object"]["kind"], "Table");
+    assert_eq!(ev["object"]["rows"][0]["cells"][0], "kubernetes");
+}

@@ -1,0 +1,71 @@
+//! `svcnet up` does what the README says: a working API server and a kubeconfig for kubectl.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn up_serves_kubectl_with_the_written_kubeconfig() {
+    let have_kubectl = Command::new("sh")
+        .args(["-c", "command -v kubectl"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have_kubectl {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "kubectl is required under CI"
+        );
+        eprintln!("skipping: kubectl is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let data = dir.path().join("svcnet-data");
+    let _up = Running(
+        Command::new(env!("CARGO_BIN_EXE_svcnet"))
+            .args(["up", "--listen", &addr.to_string(), "--data-dir"])
+            .arg(&data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let kubeconfig = data.join("kubeconfig");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args([
+                "get",
+                "svc",
+                "kubernetes",
+                "-o",
+                "jsonpath={.spec.clusterIP}",
+            ])
+            .env("HOME", dir.path())
+            .output()
+            .unwrap();
+        if out.status.success() {
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "10.96.0.1");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "svcnet up never answered: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
