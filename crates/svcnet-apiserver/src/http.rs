@@ -204,6 +204,9 @@ fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value> {
         return Err(ApiError::BadRequest("the request body is empty".into()));
     }
     let ct = content_type(headers);
+    if ct == crate::protobuf::CONTENT_TYPE {
+        return crate::protobuf::decode(body);
+    }
     if ct.contains("yaml") {
         let text = std::str::from_utf8(body)
             .map_err(|_| ApiError::BadRequest("the request body is not UTF-8".into()))?;
@@ -215,7 +218,7 @@ fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value> {
         })
     } else {
         Err(ApiError::UnsupportedMediaType(format!(
-            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {ct})"
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, and application/vnd.kubernetes.protobuf for Namespaces and Services (got {ct})"
         )))
     }
 }

@@ -12,6 +12,7 @@ mod discovery;
 mod error;
 mod http;
 mod kinds;
+mod protobuf;
 mod registry;
 mod resources;
 mod table;
