@@ -250,3 +250,44 @@ async fn streaming_lists_and_bookmarks() {
     assert_eq!(ev["object"]["kind"], "Table");
     assert_eq!(ev["object"]["rows"][0]["cells"][0], "kubernetes");
 }
+
+#[tokio::test]
+async fn delete_collection_honours_selectors_and_releases_addresses() {
+    let srv = start_with(
+        Transport::InProcess,
+        Options {
+            controllers: false,
+            ..Default::default()
+        },
+    )
+    .await;
+    for (name, tier, ip) in [
+        ("a", "fe", "10.96.0.50"),
+        ("b", "fe", "10.96.0.51"),
+        ("c", "be", "10.96.0.52"),
+    ] {
+        let s = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "labels": {"tier": tier}},
+            "spec": {"clusterIP": ip, "ports": [{"port": 80}]}});
+        assert_eq!(srv.post_json(SVC, &s).await.0, 201);
+    }
+    let (code, body) = srv
+        .raw(
+            "DELETE",
+            &format!("{SVC}?labelSelector=tier%3Dfe"),
+            "application/json",
+            "",
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["items"].as_array().unwrap().len(), 2);
+    let (_, list) = srv.raw("GET", SVC, "application/json", "").await;
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["c", "kubernetes"]);
+    let reuse = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "d"}, "spec": {"clusterIP": "10.96.0.50", "ports": [{"port": 80}]}});
+    assert_eq!(srv.post_json(SVC, &reuse).await.0, 201);
+}
