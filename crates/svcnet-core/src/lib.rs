@@ -8,6 +8,7 @@
 
 pub mod allocator;
 pub mod endpoints;
+pub mod envvars;
 pub mod field;
 pub mod meta;
 pub mod names;

@@ -15,6 +15,8 @@ use svcnet_core::allocator::PortRange;
 use svcnet_store::{RedbStore, RedbStoreConfig};
 
 mod bench;
+mod echo;
+mod proxy_cmd;
 
 #[derive(Parser)]
 #[command(
@@ -33,6 +35,12 @@ enum Command {
     Apiserver(ApiserverArgs),
     /// Run a local single-node cluster with defaults (data in ./svcnet-data).
     Up(UpArgs),
+    /// Run the service proxy (kube-proxy) for one node.
+    Proxy(proxy_cmd::ProxyArgs),
+    /// A TCP and UDP echo server that says who it is and who called (test backend).
+    Echo(echo::EchoArgs),
+    /// Connect to an address repeatedly and report which backend answered (test client).
+    Probe(echo::ProbeArgs),
     /// Measure svcnet against an anchor measured in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -185,6 +193,9 @@ async fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Apiserver(args) => run_apiserver(args, false).await,
         Command::Bench(BenchCommand::Apiserver(args)) => bench::run(args).await,
+        Command::Proxy(args) => proxy_cmd::run(args).await,
+        Command::Echo(args) => echo::run(args).await,
+        Command::Probe(args) => echo::probe(args).await,
         Command::Up(up) => {
             let kubeconfig = up.data_dir.join("kubeconfig");
             let args = ApiserverArgs {

@@ -1,0 +1,142 @@
+//! `svcnet proxy`: flags as kube-proxy spells them, client set-up, and the mode choice.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use svcnet_proxy::scheduler::SchedulerKind;
+use svcnet_proxy::userspace::{Userspace, UserspaceConfig};
+use svcnet_proxy::{Dataplane, ProxyConfig};
+
+#[derive(Args, Clone, Debug)]
+pub struct ProxyArgs {
+    /// Path to a kubeconfig for the API server.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// The API server URL (overrides the kubeconfig's).
+    #[arg(long)]
+    master: Option<String>,
+    /// This node's name.
+    #[arg(long)]
+    hostname_override: Option<String>,
+    /// Dataplane: userspace (iptables, nftables and ipvs are not available yet).
+    #[arg(long, default_value = "userspace")]
+    proxy_mode: String,
+    /// Backend choice in userspace mode: rr, wrr, lc, wlc, sh, dh, sed, nq, mh.
+    #[arg(long, default_value = "rr")]
+    scheduler: SchedulerKind,
+    /// Minimum time between syncs (e.g. 1s, 250ms).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    min_sync_period: Duration,
+    /// Full resync interval.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    sync_period: Duration,
+    /// Idle timeout of userspace UDP sessions.
+    #[arg(long, default_value = "250ms", value_parser = humantime::parse_duration)]
+    udp_timeout: Duration,
+    /// `/healthz` address (empty to disable).
+    #[arg(long, default_value = "0.0.0.0:10256")]
+    healthz_bind_address: String,
+    /// `/metrics` address (empty to disable).
+    #[arg(long, default_value = "127.0.0.1:10249")]
+    metrics_bind_address: String,
+    /// Remove everything the proxy installed, then exit.
+    #[arg(long)]
+    cleanup: bool,
+}
+
+fn optional_addr(flag: &str, s: &str) -> anyhow::Result<Option<SocketAddr>> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    s.parse()
+        .map(Some)
+        .with_context(|| format!("--{flag}: {s:?} is not an address:port"))
+}
+
+fn dataplane(args: &ProxyArgs) -> anyhow::Result<Box<dyn Dataplane>> {
+    match args.proxy_mode.as_str() {
+        "userspace" => Ok(Box::new(Userspace::new(UserspaceConfig {
+            scheduler: args.scheduler,
+            udp_idle: args.udp_timeout,
+            ..Default::default()
+        }))),
+        m @ ("iptables" | "nftables" | "ipvs") => {
+            bail!("--proxy-mode {m} is not implemented yet; use --proxy-mode userspace")
+        }
+        other => bail!("--proxy-mode {other:?} is not one of userspace, iptables, nftables, ipvs"),
+    }
+}
+
+async fn client(args: &ProxyArgs) -> anyhow::Result<kube::Client> {
+    let mut config = match &args.kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .with_context(|| format!("using kubeconfig {}", path.display()))?
+        }
+        None => match &args.master {
+            Some(m) => kube::Config::new(
+                m.parse()
+                    .with_context(|| format!("--master: {m:?} is not a URL"))?,
+            ),
+            None => kube::Config::infer()
+                .await
+                .context("no --kubeconfig or --master, and no in-cluster or default kubeconfig")?,
+        },
+    };
+    if let Some(m) = &args.master {
+        config.cluster_url = m
+            .parse()
+            .with_context(|| format!("--master: {m:?} is not a URL"))?;
+    }
+    let url = config.cluster_url.clone();
+    let client = kube::Client::try_from(config).context("building the API client")?;
+    tokio::time::timeout(Duration::from_secs(10), client.apiserver_version())
+        .await
+        .map_err(|_| anyhow::anyhow!("the API server at {url} did not answer within 10s"))?
+        .with_context(|| format!("cannot reach the API server at {url}"))?;
+    Ok(client)
+}
+
+pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
+    let healthz = optional_addr("healthz-bind-address", &args.healthz_bind_address)?;
+    let metrics = optional_addr("metrics-bind-address", &args.metrics_bind_address)?;
+    let mut dp = dataplane(&args)?;
+    if args.cleanup {
+        dp.cleanup().await.context("cleaning up")?;
+        println!("svcnet proxy: removed svcnet's rules");
+        return Ok(());
+    }
+    let client = client(&args).await?;
+    let node_name = args
+        .hostname_override
+        .clone()
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|s| s.trim().to_owned())
+        })
+        .unwrap_or_default();
+    let config = ProxyConfig {
+        node_name,
+        min_sync_period: args.min_sync_period,
+        sync_period: args.sync_period,
+        healthz,
+        metrics,
+    };
+    let shutdown = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("signal handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    };
+    svcnet_proxy::run(client, config, dp, shutdown).await?;
+    Ok(())
+}
