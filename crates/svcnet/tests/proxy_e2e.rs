@@ -26,7 +26,7 @@ struct Cluster {
     proxies: Vec<Option<LabProcess>>,
     mode: String,
     backends: BTreeMap<String, Backend>,
-    _apiserver: LabProcess,
+    apiserver: Option<LabProcess>,
 }
 
 fn lines(out: &std::process::Output) -> String {
@@ -43,22 +43,6 @@ impl Cluster {
         let dir = tempfile::tempdir().unwrap();
         let control = lab.control().clone();
         let server = format!("http://{}:6443", control.ip);
-        let data = dir.path().join("api");
-        let apiserver = lab
-            .spawn(
-                &control.netns,
-                BIN,
-                &[
-                    "apiserver",
-                    "--listen",
-                    &format!("{}:6443", control.ip),
-                    "--data-dir",
-                    data.to_str().unwrap(),
-                    "--service-cluster-ip-range",
-                    "10.96.0.0/16",
-                ],
-            )
-            .expect("apiserver");
         let mut c = Cluster {
             lab,
             dir,
@@ -67,8 +51,9 @@ impl Cluster {
             proxies: Vec::new(),
             mode: mode.into(),
             backends: BTreeMap::new(),
-            _apiserver: apiserver,
+            apiserver: None,
         };
+        c.start_apiserver();
         c.wait_for("the API server", || {
             c.kubectl_ok(&["get", "ns", "default"]).then_some(())
         });
@@ -80,6 +65,29 @@ impl Cluster {
             c.start_proxy(i);
         }
         c
+    }
+
+    fn start_apiserver(&mut self) {
+        let control = self.lab.control().clone();
+        let data = self.dir.path().join("api");
+        let listen = format!("{}:6443", control.ip);
+        let p = self
+            .lab
+            .spawn(
+                &control.netns,
+                BIN,
+                &[
+                    "apiserver",
+                    "--listen",
+                    &listen,
+                    "--data-dir",
+                    data.to_str().unwrap(),
+                    "--service-cluster-ip-range",
+                    "10.96.0.0/16",
+                ],
+            )
+            .expect("apiserver");
+        self.apiserver = Some(p);
     }
 
     fn start_proxy(&mut self, i: usize) {
@@ -512,6 +520,18 @@ fn suite(mode: &str) {
         text.contains("kubeproxy_network_programming_duration_seconds"),
         "{text}"
     );
+
+    // 9: the proxies follow an API server restart (their watches reconnect).
+    c.apiserver = None;
+    c.start_apiserver();
+    c.wait_for("the API server again", || {
+        c.kubectl_ok(&["get", "ns", "default"]).then_some(())
+    });
+    c.apply(&service("late", "web", ""));
+    let late = format!("{}:80", c.cluster_ip("late"));
+    c.wait_for("a Service created after the restart", || {
+        (!c.probe(&client_ns, &late, 1, &[]).0.is_empty()).then_some(())
+    });
 
     // --cleanup removes what the proxy installed.
     c.proxies[0] = None;

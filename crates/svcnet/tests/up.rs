@@ -69,3 +69,47 @@ fn up_serves_kubectl_with_the_written_kubeconfig() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn proxy_flags_and_unreachable_api_give_one_line_errors() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_svcnet"))
+            .args(args)
+            .env("RUST_LOG", "off")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        )
+    };
+    let (code, err) = run(&[
+        "proxy",
+        "--master",
+        "http://127.0.0.1:1",
+        "--healthz-bind-address",
+        "",
+        "--metrics-bind-address",
+        "",
+    ]);
+    assert_ne!(code, Some(0));
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("cannot reach the API server at http://127.0.0.1:1"),
+        "{err}"
+    );
+    let (code, err) = run(&[
+        "proxy",
+        "--master",
+        "http://127.0.0.1:1",
+        "--proxy-mode",
+        "turbo",
+    ]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("--proxy-mode \"turbo\""), "{err}");
+    let (code, err) = run(&["proxy", "--scheduler", "fastest"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("unknown scheduler \"fastest\""), "{err}");
+    let (code, err) = run(&["proxy", "--min-sync-period", "soon"]);
+    assert_eq!(code, Some(2), "{err}");
+}
