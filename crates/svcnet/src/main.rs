@@ -15,6 +15,7 @@ use svcnet_core::allocator::PortRange;
 use svcnet_store::{RedbStore, RedbStoreConfig};
 
 mod bench;
+mod bench_proxy;
 mod echo;
 mod proxy_cmd;
 
@@ -50,6 +51,10 @@ enum Command {
 enum BenchCommand {
     /// API create/list throughput and watch fan-out latency, against the bare store.
     Apiserver(bench::ApiserverBench),
+    /// The userspace relay against HAProxy in a network-namespace lab (root).
+    Proxy(bench_proxy::ProxyBench),
+    /// The load generator `bench proxy` runs inside the lab.
+    Client(bench_proxy::BenchClient),
 }
 
 #[derive(Args, Clone)]
@@ -193,6 +198,8 @@ async fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Apiserver(args) => run_apiserver(args, false).await,
         Command::Bench(BenchCommand::Apiserver(args)) => bench::run(args).await,
+        Command::Bench(BenchCommand::Proxy(args)) => bench_proxy::run(args).await,
+        Command::Bench(BenchCommand::Client(args)) => bench_proxy::client(args).await,
         Command::Proxy(args) => proxy_cmd::run(args).await,
         Command::Echo(args) => echo::run(args).await,
         Command::Probe(args) => echo::probe(args).await,
