@@ -14,8 +14,10 @@ use svcnet_apiserver::{ApiServer, Config};
 use svcnet_core::allocator::PortRange;
 use svcnet_store::{RedbStore, RedbStoreConfig};
 
+mod api_client;
 mod bench;
 mod bench_proxy;
+mod dns_cmd;
 mod echo;
 mod proxy_cmd;
 
@@ -36,6 +38,10 @@ enum Command {
     Apiserver(ApiserverArgs),
     /// Run a local single-node cluster with defaults (data in ./svcnet-data).
     Up(UpArgs),
+    /// Run the cluster DNS server.
+    Dns(dns_cmd::DnsArgs),
+    /// Print the service environment variables a pod in a namespace gets.
+    Env(dns_cmd::EnvArgs),
     /// Run the service proxy (kube-proxy) for one node.
     Proxy(proxy_cmd::ProxyArgs),
     /// A TCP and UDP echo server that says who it is and who called (test backend).
@@ -87,6 +93,9 @@ struct UpArgs {
     /// Where the cluster keeps its data and kubeconfig.
     #[arg(long, default_value = "svcnet-data")]
     data_dir: PathBuf,
+    /// Cluster DNS address (UDP and TCP; port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:1053")]
+    dns_listen: SocketAddr,
 }
 
 /// One CIDR, or one per family for dual stack.
@@ -132,7 +141,11 @@ fn write_kubeconfig(path: &Path, server: SocketAddr) -> anyhow::Result<()> {
     std::fs::write(path, kubeconfig(server)).with_context(|| format!("writing {}", path.display()))
 }
 
-async fn run_apiserver(args: ApiserverArgs, banner: bool) -> anyhow::Result<()> {
+async fn run_apiserver(
+    args: ApiserverArgs,
+    banner: bool,
+    dns: Option<SocketAddr>,
+) -> anyhow::Result<()> {
     if !args.listen.ip().is_loopback() {
         tracing::warn!(listen = %args.listen, "serving plain HTTP without authentication on a non-loopback address");
     }
@@ -164,12 +177,48 @@ async fn run_apiserver(args: ApiserverArgs, banner: bool) -> anyhow::Result<()> 
     }
     let _background = server.spawn_background();
     tracing::info!(listen = %args.listen, data = %args.data_dir.display(), "svcnet apiserver ready");
+    let serving = server.clone();
+    let api = tokio::spawn(async move {
+        serving
+            .serve(listener, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+    });
+    // `svcnet up` runs cluster DNS next to the API, reading it like any client would.
+    let dns = match dns {
+        Some(listen) => {
+            let client = kube::Client::try_from(kube::Config::new(
+                format!("http://{}", args.listen).parse()?,
+            ))?;
+            let config = svcnet_dns::DnsConfig {
+                listen,
+                upstreams: dns_cmd::upstreams(&[], listen)?,
+                health_listen: None,
+                ..Default::default()
+            };
+            Some(
+                svcnet_dns::DnsServer::start(client, config)
+                    .await
+                    .context("starting DNS")?,
+            )
+        }
+        None => None,
+    };
     if banner {
         let kc = args
             .write_kubeconfig
             .as_deref()
             .unwrap_or(Path::new("svcnet-data/kubeconfig"));
         println!("svcnet is up: API server on http://{}", args.listen);
+        if let Some(d) = &dns {
+            println!(
+                "  cluster DNS on {} (UDP and TCP): dig @{} -p {} kubernetes.default.svc.cluster.local",
+                d.udp_addr,
+                d.udp_addr.ip(),
+                d.udp_addr.port()
+            );
+        }
         println!("  export KUBECONFIG={}", kc.display());
         println!("  kubectl get svc -A");
         println!(
@@ -177,12 +226,10 @@ async fn run_apiserver(args: ApiserverArgs, banner: bool) -> anyhow::Result<()> 
             args.data_dir.display()
         );
     }
-    server
-        .serve(listener, async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
+    api.await
+        .context("API server task")?
         .context("serving HTTP")?;
+    drop(dns);
     Ok(())
 }
 
@@ -196,14 +243,17 @@ async fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Apiserver(args) => run_apiserver(args, false).await,
+        Command::Apiserver(args) => run_apiserver(args, false, None).await,
         Command::Bench(BenchCommand::Apiserver(args)) => bench::run(args).await,
         Command::Bench(BenchCommand::Proxy(args)) => bench_proxy::run(args).await,
         Command::Bench(BenchCommand::Client(args)) => bench_proxy::client(args).await,
         Command::Proxy(args) => proxy_cmd::run(args).await,
+        Command::Dns(args) => dns_cmd::run(args).await,
+        Command::Env(args) => dns_cmd::env(args).await,
         Command::Echo(args) => echo::run(args).await,
         Command::Probe(args) => echo::probe(args).await,
         Command::Up(up) => {
+            let dns_listen = up.dns_listen;
             let kubeconfig = up.data_dir.join("kubeconfig");
             let args = ApiserverArgs {
                 listen: up.listen,
@@ -215,7 +265,7 @@ async fn main() -> std::process::ExitCode {
                 write_kubeconfig: Some(kubeconfig),
                 watch_history: 100_000,
             };
-            run_apiserver(args, true).await
+            run_apiserver(args, true, Some(dns_listen)).await
         }
     };
     match result {

@@ -1,7 +1,6 @@
 //! `svcnet proxy`: flags as kube-proxy spells them, client set-up, and the mode choice.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -10,14 +9,12 @@ use svcnet_proxy::scheduler::SchedulerKind;
 use svcnet_proxy::userspace::{Userspace, UserspaceConfig};
 use svcnet_proxy::{Dataplane, ProxyConfig};
 
+use crate::api_client::ApiArgs;
+
 #[derive(Args, Clone, Debug)]
 pub struct ProxyArgs {
-    /// Path to a kubeconfig for the API server.
-    #[arg(long)]
-    kubeconfig: Option<PathBuf>,
-    /// The API server URL (overrides the kubeconfig's).
-    #[arg(long)]
-    master: Option<String>,
+    #[command(flatten)]
+    api: ApiArgs,
     /// This node's name.
     #[arg(long)]
     hostname_override: Option<String>,
@@ -70,39 +67,6 @@ fn dataplane(args: &ProxyArgs) -> anyhow::Result<Box<dyn Dataplane>> {
     }
 }
 
-async fn client(args: &ProxyArgs) -> anyhow::Result<kube::Client> {
-    let mut config = match &args.kubeconfig {
-        Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-                .await
-                .with_context(|| format!("using kubeconfig {}", path.display()))?
-        }
-        None => match &args.master {
-            Some(m) => kube::Config::new(
-                m.parse()
-                    .with_context(|| format!("--master: {m:?} is not a URL"))?,
-            ),
-            None => kube::Config::infer()
-                .await
-                .context("no --kubeconfig or --master, and no in-cluster or default kubeconfig")?,
-        },
-    };
-    if let Some(m) = &args.master {
-        config.cluster_url = m
-            .parse()
-            .with_context(|| format!("--master: {m:?} is not a URL"))?;
-    }
-    let url = config.cluster_url.clone();
-    let client = kube::Client::try_from(config).context("building the API client")?;
-    tokio::time::timeout(Duration::from_secs(10), client.apiserver_version())
-        .await
-        .map_err(|_| anyhow::anyhow!("the API server at {url} did not answer within 10s"))?
-        .with_context(|| format!("cannot reach the API server at {url}"))?;
-    Ok(client)
-}
-
 pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
     let healthz = optional_addr("healthz-bind-address", &args.healthz_bind_address)?;
     let metrics = optional_addr("metrics-bind-address", &args.metrics_bind_address)?;
@@ -112,7 +76,7 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
         println!("svcnet proxy: removed svcnet's rules");
         return Ok(());
     }
-    let client = client(&args).await?;
+    let client = args.api.connect().await?;
     let node_name = args
         .hostname_override
         .clone()

@@ -32,15 +32,33 @@ fn up_serves_kubectl_with_the_written_kubeconfig() {
         .local_addr()
         .unwrap();
     let data = dir.path().join("svcnet-data");
-    let _up = Running(
+    let mut up = Running(
         Command::new(env!("CARGO_BIN_EXE_svcnet"))
-            .args(["up", "--listen", &addr.to_string(), "--data-dir"])
+            .args([
+                "up",
+                "--listen",
+                &addr.to_string(),
+                "--dns-listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(&data)
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
     );
+    // The banner names the DNS address.
+    let stdout = up.0.stdout.take().unwrap();
+    let dns = std::io::BufRead::lines(std::io::BufReader::new(stdout))
+        .map(|l| l.unwrap())
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("cluster DNS on ")
+                .map(|r| r.split_whitespace().next().unwrap().to_owned())
+        })
+        .expect("banner with the DNS address");
+    let dns: std::net::SocketAddr = dns.parse().unwrap();
     let kubeconfig = data.join("kubeconfig");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

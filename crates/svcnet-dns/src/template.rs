@@ -1,0 +1,77 @@
+//! Precomputed answer bytes: everything a reply carries after its question section.
+//!
+//! hickory-proto encodes a whole response whose question is the owner name in lowercase wire
+//! form; the header and question are cut off and the rest kept. Names in the kept part compress
+//! against offset 12, where every query carries its question name, and against each other, so
+//! the bytes stay valid behind any query for the same name in any letter case (same labels,
+//! same lengths, same offsets).
+
+use hickory_proto::op::{Message, OpCode, Query};
+use hickory_proto::rr::{Name, Record, RecordType};
+
+use crate::wire::HEADER_LEN;
+
+/// One prepared answer: rcode, section counts (answer, authority, additional) and bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Template {
+    pub(crate) rcode: u16,
+    pub(crate) counts: [u16; 3],
+    pub(crate) bytes: Box<[u8]>,
+}
+
+/// The sections of one answer, before encoding.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Sections {
+    pub(crate) rcode: u16,
+    pub(crate) answers: Vec<Record>,
+    pub(crate) authorities: Vec<Record>,
+    pub(crate) additionals: Vec<Record>,
+}
+
+impl Template {
+    /// Encodes `sections` as answered to a question for `qname` (whose lowercase wire form is
+    /// `key`). A message too large for TCP loses its additional records, then answers, until
+    /// it fits.
+    pub(crate) fn encode(qname: &Name, key: &[u8], mut sections: Sections) -> Option<Self> {
+        loop {
+            match Self::try_encode(qname, key, &sections) {
+                Some(t) => return Some(t),
+                None if !sections.additionals.is_empty() => sections.additionals.clear(),
+                None if sections.answers.len() > 1 => {
+                    let keep = sections.answers.len() / 2;
+                    sections.answers.truncate(keep);
+                }
+                None => return None,
+            }
+        }
+    }
+
+    fn try_encode(qname: &Name, key: &[u8], sections: &Sections) -> Option<Self> {
+        let mut msg = Message::response(0, OpCode::Query);
+        // The type here is irrelevant: only the question name is ever pointed at.
+        msg.add_query(Query::query(qname.clone(), RecordType::A));
+        msg.answers.clone_from(&sections.answers);
+        msg.authorities.clone_from(&sections.authorities);
+        msg.additionals.clone_from(&sections.additionals);
+        let bytes = msg.to_vec().ok()?;
+        let body_start = HEADER_LEN + key.len() + 4;
+        if bytes.get(HEADER_LEN..HEADER_LEN + key.len()) != Some(key) {
+            // Only possible if hickory spelled the name differently from our key.
+            tracing::warn!(name = %qname, "answer template question does not match its key");
+            return None;
+        }
+        // The real reply still needs room for the question and an OPT record.
+        if bytes.len() + crate::wire::OPT_LEN > crate::wire::MAX_MESSAGE_LEN {
+            return None;
+        }
+        Some(Template {
+            rcode: sections.rcode,
+            counts: [
+                u16::try_from(sections.answers.len()).ok()?,
+                u16::try_from(sections.authorities.len()).ok()?,
+                u16::try_from(sections.additionals.len()).ok()?,
+            ],
+            bytes: bytes[body_start..].into(),
+        })
+    }
+}

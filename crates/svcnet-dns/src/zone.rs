@@ -1,0 +1,588 @@
+//! The cluster zone as DNS data: which owner names exist and what records each one has, per the
+//! Kubernetes DNS specification (schema 1.1.0) and CoreDNS's reading of it; then the answer
+//! templates for every (name, type) a client can ask about.
+//!
+//! Owner names here are lowercase and without the trailing dot. Pod names
+//! (`<a-b-c-d>.<ns>.pod.<zone>`) are not listed: they are answered from the query name itself.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, PTR, SOA, SRV, TXT};
+use hickory_proto::rr::{Name, RData, Record};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use svcnet_core::endpoints::SERVICE_NAME_LABEL;
+use svcnet_core::service::{is_headless, spec_type};
+
+use crate::template::{Sections, Template};
+use crate::wire::{rcode, rtype};
+
+/// The DNS schema version served at `dns-version.<zone>`.
+pub(crate) const SCHEMA_VERSION: &str = "1.1.0";
+/// How many CNAMEs an answer follows inside the zone before giving up (loops end sooner).
+const MAX_CHASE: usize = 8;
+/// The Service whose cluster IPs serve as glue for `ns.dns.<zone>`, as kubeadm names it.
+const DNS_SERVICE: (&str, &str) = ("kube-system", "kube-dns");
+/// Types prepared for a CNAME owner; any other type gets the owner's fallback template.
+const CHASED_TYPES: [u16; 7] = [
+    rtype::A,
+    rtype::AAAA,
+    rtype::SRV,
+    rtype::PTR,
+    rtype::TXT,
+    rtype::NS,
+    rtype::SOA,
+];
+/// Type 0 is reserved, so no owner has records of it: resolving it yields only CNAMEs.
+const NO_TYPE: u16 = 0;
+
+/// The records of one owner name.
+#[derive(Debug, Default)]
+struct Node {
+    apex: bool,
+    txt: Option<&'static str>,
+    a: BTreeSet<Ipv4Addr>,
+    aaaa: BTreeSet<Ipv6Addr>,
+    cname: Option<String>,
+    ptr: BTreeSet<String>,
+    /// (target, port)
+    srv: BTreeSet<(String, u16)>,
+}
+
+impl Node {
+    fn types(&self) -> Vec<u16> {
+        let mut types = Vec::new();
+        if self.apex {
+            types.extend([rtype::SOA, rtype::NS]);
+        }
+        let has = [
+            (self.txt.is_some(), rtype::TXT),
+            (!self.a.is_empty(), rtype::A),
+            (!self.aaaa.is_empty(), rtype::AAAA),
+            (self.cname.is_some(), rtype::CNAME),
+            (!self.ptr.is_empty(), rtype::PTR),
+            (!self.srv.is_empty(), rtype::SRV),
+        ];
+        types.extend(has.iter().filter(|(has, _)| *has).map(|(_, t)| *t));
+        types
+    }
+}
+
+/// All owner names of the cluster zone and its reverse zones, with their records.
+pub(crate) struct ZoneData {
+    zone: String,
+    ttl: u32,
+    serial: u32,
+    nodes: BTreeMap<String, Node>,
+}
+
+/// One owner name's prepared answers, by query type.
+#[derive(Debug)]
+pub(crate) struct NameEntry {
+    templates: Box<[(u16, Template)]>,
+    /// For a CNAME owner, the answer to any type without its own template.
+    fallback: Option<Template>,
+}
+
+impl NameEntry {
+    /// The prepared answer for `qtype`; `None` means the name exists without such records.
+    pub(crate) fn find(&self, qtype: u16) -> Option<&Template> {
+        self.templates
+            .iter()
+            .find(|(t, _)| *t == qtype)
+            .map(|(_, t)| t)
+            .or(self.fallback.as_ref())
+    }
+}
+
+/// The objects the zone is built from (a view of `crate::IndexInput`).
+pub(crate) struct Objects<'a> {
+    pub(crate) services: &'a [Service],
+    pub(crate) slices: &'a [EndpointSlice],
+}
+
+impl ZoneData {
+    pub(crate) fn build(zone: &str, ttl: u32, serial: u32, objects: &Objects<'_>) -> Self {
+        let mut z = ZoneData {
+            zone: zone.to_owned(),
+            ttl,
+            serial,
+            nodes: BTreeMap::new(),
+        };
+        z.node(zone.to_owned()).apex = true;
+        z.node(format!("dns-version.{zone}")).txt = Some(SCHEMA_VERSION);
+        z.node(format!("svc.{zone}"));
+        z.node(format!("pod.{zone}"));
+
+        let mut slices: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
+        for slice in objects.slices {
+            let ns = slice.metadata.namespace.as_deref();
+            let svc = slice
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SERVICE_NAME_LABEL));
+            if let (Some(ns), Some(svc)) = (ns, svc) {
+                slices.entry((ns, svc.as_str())).or_default().push(slice);
+            }
+        }
+
+        for svc in objects.services {
+            let (Some(name), Some(ns), Some(spec)) = (
+                svc.metadata.name.as_deref(),
+                svc.metadata.namespace.as_deref(),
+                svc.spec.as_ref(),
+            ) else {
+                continue;
+            };
+            z.node(format!("{ns}.svc.{zone}").to_ascii_lowercase());
+            let base = format!("{name}.{ns}.svc.{zone}").to_ascii_lowercase();
+            if spec_type(spec) == "ExternalName" {
+                z.add_external_name(base, spec.external_name.as_deref());
+            } else if is_headless(spec) {
+                let publish_not_ready = spec.publish_not_ready_addresses.unwrap_or(false);
+                let own = slices.get(&(ns, name)).map_or(&[][..], Vec::as_slice);
+                z.add_headless(&base, publish_not_ready, own);
+            } else {
+                z.add_cluster_ip(&base, svc);
+            }
+        }
+
+        if let Some(svc) = objects.services.iter().find(|s| {
+            s.metadata.namespace.as_deref() == Some(DNS_SERVICE.0)
+                && s.metadata.name.as_deref() == Some(DNS_SERVICE.1)
+        }) {
+            let ns_name = format!("ns.dns.{zone}");
+            for ip in cluster_ips(svc) {
+                z.add_ip(ns_name.clone(), ip);
+            }
+        }
+
+        z.add_empty_non_terminals();
+        z
+    }
+
+    fn node(&mut self, name: String) -> &mut Node {
+        self.nodes.entry(name).or_default()
+    }
+
+    fn add_ip(&mut self, name: String, ip: IpAddr) {
+        let node = self.node(name);
+        match ip {
+            IpAddr::V4(v4) => node.a.insert(v4),
+            IpAddr::V6(v6) => node.aaaa.insert(v6),
+        };
+    }
+
+    fn add_external_name(&mut self, base: String, external_name: Option<&str>) {
+        let Some(target) = external_name
+            .map(|t| t.trim_end_matches('.'))
+            .filter(|t| !t.is_empty())
+        else {
+            return;
+        };
+        // CoreDNS answers nothing for an ExternalName that is an IP address.
+        if target.parse::<IpAddr>().is_ok() || dns_name(target).is_none() {
+            return;
+        }
+        self.node(base).cname = Some(target.to_owned());
+    }
+
+    fn add_cluster_ip(&mut self, base: &str, svc: &Service) {
+        let ips = cluster_ips(svc);
+        if ips.is_empty() {
+            return;
+        }
+        for ip in &ips {
+            self.add_ip(base.to_owned(), *ip);
+            self.node(reverse_name(*ip)).ptr.insert(base.to_owned());
+        }
+        let ports = svc.spec.as_ref().and_then(|s| s.ports.as_ref());
+        for p in ports.into_iter().flatten() {
+            let (Some(port_name), Ok(port)) = (
+                p.name.as_deref().filter(|n| !n.is_empty()),
+                u16::try_from(p.port),
+            ) else {
+                continue;
+            };
+            let proto = p.protocol.as_deref().unwrap_or("TCP");
+            let srv_name = format!("_{port_name}._{proto}.{base}").to_ascii_lowercase();
+            let target = (base.to_owned(), port);
+            self.node(srv_name).srv.insert(target.clone());
+            self.node(base.to_owned()).srv.insert(target);
+        }
+    }
+
+    fn add_headless(&mut self, base: &str, publish_not_ready: bool, slices: &[&EndpointSlice]) {
+        for slice in slices {
+            // Named ports with a number: (lowercase name, lowercase protocol, port).
+            let ports: Vec<(String, String, u16)> = slice
+                .ports
+                .iter()
+                .flatten()
+                .filter_map(|p| {
+                    let name = p.name.as_deref().filter(|n| !n.is_empty())?;
+                    let port = u16::try_from(p.port?).ok()?;
+                    let proto = p.protocol.as_deref().unwrap_or("TCP");
+                    Some((name.to_ascii_lowercase(), proto.to_ascii_lowercase(), port))
+                })
+                .collect();
+            for ep in &slice.endpoints {
+                let ready = ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
+                if !ready && !publish_not_ready {
+                    continue;
+                }
+                for ip in ep.addresses.iter().filter_map(|a| a.parse::<IpAddr>().ok()) {
+                    let host = ep
+                        .hostname
+                        .as_deref()
+                        .filter(|h| !h.is_empty() && !h.contains('.'))
+                        .map_or_else(|| dashed(ip), str::to_ascii_lowercase);
+                    let ep_name = format!("{host}.{base}");
+                    self.add_ip(base.to_owned(), ip);
+                    self.add_ip(ep_name.clone(), ip);
+                    self.node(reverse_name(ip)).ptr.insert(ep_name.clone());
+                    for (port_name, proto, port) in &ports {
+                        let srv_name = format!("_{port_name}._{proto}.{base}");
+                        let target = (ep_name.clone(), *port);
+                        self.node(srv_name).srv.insert(target.clone());
+                        self.node(base.to_owned()).srv.insert(target.clone());
+                        self.node(ep_name.clone()).srv.insert(target);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every ancestor of an in-zone name exists (RFC 8020: NXDOMAIN means nothing below).
+    fn add_empty_non_terminals(&mut self) {
+        let suffix = format!(".{}", self.zone);
+        let mut missing = Vec::new();
+        for name in self.nodes.keys() {
+            let mut rest = name.as_str();
+            while rest.ends_with(&suffix) {
+                let Some((_, parent)) = rest.split_once('.') else {
+                    break;
+                };
+                if parent.len() < self.zone.len() {
+                    break;
+                }
+                if !self.nodes.contains_key(parent) {
+                    missing.push(parent.to_owned());
+                }
+                rest = parent;
+            }
+        }
+        for name in missing {
+            self.node(name);
+        }
+    }
+
+    fn in_zone(&self, name: &str) -> bool {
+        name == self.zone || is_below(name, &self.zone)
+    }
+
+    fn is_pod_name(&self, name: &str) -> bool {
+        name.strip_suffix(self.zone.as_str())
+            .is_some_and(|rest| rest.ends_with(".pod."))
+    }
+
+    // === answers ===
+
+    /// The prepared answers of every owner name, keyed by lowercase wire name.
+    pub(crate) fn entries(&self) -> HashMap<Box<[u8]>, NameEntry> {
+        let mut out = HashMap::with_capacity(self.nodes.len());
+        for (owner, node) in &self.nodes {
+            let Some(qname) = dns_name(owner) else {
+                tracing::debug!(name = %owner, "skipping a name that is not a valid DNS name");
+                continue;
+            };
+            let key = wire_key(&qname);
+            let mut templates = Vec::new();
+            let mut fallback = None;
+            let prepare = |qtype: u16, sections: Option<Sections>| {
+                sections
+                    .and_then(|s| Template::encode(&qname, &key, s))
+                    .map(|t| (qtype, t))
+            };
+            if node.cname.is_some() {
+                for qtype in CHASED_TYPES {
+                    templates.extend(prepare(qtype, self.resolve(owner, qtype)));
+                }
+                for qtype in [rtype::CNAME, rtype::ANY] {
+                    templates.extend(prepare(qtype, self.resolve(owner, rtype::CNAME)));
+                }
+                fallback = prepare(NO_TYPE, self.resolve(owner, NO_TYPE)).map(|(_, t)| t);
+            } else {
+                for qtype in node.types() {
+                    templates.extend(prepare(qtype, self.resolve(owner, qtype)));
+                }
+                templates.extend(prepare(rtype::ANY, self.resolve(owner, rtype::ANY)));
+            }
+            out.insert(
+                key.into_boxed_slice(),
+                NameEntry {
+                    templates: templates.into_boxed_slice(),
+                    fallback,
+                },
+            );
+        }
+        out
+    }
+
+    /// The answer to `qtype` at `owner`, following CNAMEs inside the zone. `None` when the
+    /// name has no such records (the caller answers NODATA).
+    fn resolve(&self, owner: &str, qtype: u16) -> Option<Sections> {
+        let node = self.nodes.get(owner)?;
+        let Some(target) = node
+            .cname
+            .as_deref()
+            .filter(|_| qtype != rtype::CNAME && qtype != rtype::ANY)
+        else {
+            let (answers, additionals) = self.rrset(owner, node, qtype);
+            return (!answers.is_empty()).then_some(Sections {
+                answers,
+                additionals,
+                ..Sections::default()
+            });
+        };
+
+        let mut s = Sections::default();
+        s.answers.push(record(owner, self.ttl, cname(target)?)?);
+        let mut seen = HashSet::from([owner.to_owned()]);
+        let mut current = target.to_ascii_lowercase();
+        loop {
+            if !self.in_zone(&current)
+                || self.is_pod_name(&current)
+                || !seen.insert(current.clone())
+                || seen.len() > MAX_CHASE
+            {
+                return Some(s);
+            }
+            let Some(next) = self.nodes.get(&current) else {
+                s.rcode = rcode::NXDOMAIN;
+                s.authorities.extend(self.soa());
+                return Some(s);
+            };
+            if let Some(t) = next.cname.as_deref() {
+                s.answers.push(record(&current, self.ttl, cname(t)?)?);
+                current = t.to_ascii_lowercase();
+                continue;
+            }
+            let (answers, additionals) = self.rrset(&current, next, qtype);
+            if answers.is_empty() {
+                s.authorities.extend(self.soa());
+            }
+            s.answers.extend(answers);
+            s.additionals = additionals;
+            return Some(s);
+        }
+    }
+
+    /// The records of one type at one owner, and the additional records that go with them.
+    fn rrset(&self, owner: &str, node: &Node, qtype: u16) -> (Vec<Record>, Vec<Record>) {
+        let ttl = self.ttl;
+        let mut answers = Vec::new();
+        let mut additionals = Vec::new();
+        let any = qtype == rtype::ANY;
+        if node.apex && (any || qtype == rtype::SOA) {
+            answers.extend(self.soa());
+        }
+        if node.apex && (any || qtype == rtype::NS) {
+            let ns_name = format!("ns.dns.{}", self.zone);
+            answers.extend(dns_name(&ns_name).and_then(|n| record(owner, ttl, RData::NS(NS(n)))));
+            if !any {
+                additionals.extend(self.addresses(&ns_name));
+            }
+        }
+        if let Some(txt) = node.txt.filter(|_| any || qtype == rtype::TXT) {
+            let data = RData::TXT(TXT::new(vec![txt.to_owned()]));
+            answers.extend(record(owner, ttl, data));
+        }
+        if any || qtype == rtype::A {
+            for ip in &node.a {
+                answers.extend(record(owner, ttl, RData::A(A(*ip))));
+            }
+        }
+        if any || qtype == rtype::AAAA {
+            for ip in &node.aaaa {
+                answers.extend(record(owner, ttl, RData::AAAA(AAAA(*ip))));
+            }
+        }
+        if let Some(target) = node
+            .cname
+            .as_deref()
+            .filter(|_| any || qtype == rtype::CNAME)
+        {
+            answers.extend(cname(target).and_then(|c| record(owner, ttl, c)));
+        }
+        if any || qtype == rtype::PTR {
+            for target in &node.ptr {
+                answers
+                    .extend(dns_name(target).and_then(|n| record(owner, ttl, RData::PTR(PTR(n)))));
+            }
+        }
+        if (any || qtype == rtype::SRV) && !node.srv.is_empty() {
+            // CoreDNS: priority 0, weight floor(100 / number of records).
+            let weight = u16::try_from(100 / node.srv.len()).unwrap_or(0);
+            let mut targets: Vec<&str> = Vec::new();
+            for (target, port) in &node.srv {
+                let Some(target_name) = dns_name(target) else {
+                    continue;
+                };
+                let data = RData::SRV(SRV::new(0, weight, *port, target_name));
+                answers.extend(record(owner, ttl, data));
+                if !targets.contains(&target.as_str()) {
+                    targets.push(target);
+                }
+            }
+            if !any {
+                for target in targets {
+                    additionals.extend(self.addresses(target));
+                }
+            }
+        }
+        (answers, additionals)
+    }
+
+    fn addresses(&self, name: &str) -> Vec<Record> {
+        let Some(node) = self.nodes.get(name) else {
+            return Vec::new();
+        };
+        let v4 = node.a.iter().map(|ip| RData::A(A(*ip)));
+        let v6 = node.aaaa.iter().map(|ip| RData::AAAA(AAAA(*ip)));
+        v4.chain(v6)
+            .filter_map(|data| record(name, self.ttl, data))
+            .collect()
+    }
+
+    fn soa(&self) -> Option<Record> {
+        let zone = &self.zone;
+        let data = SOA::new(
+            dns_name(&format!("ns.dns.{zone}"))?,
+            dns_name(&format!("hostmaster.{zone}"))?,
+            self.serial,
+            7200,
+            1800,
+            86400,
+            self.ttl,
+        );
+        record(zone, self.ttl, RData::SOA(data))
+    }
+}
+
+fn record(owner: &str, ttl: u32, data: RData) -> Option<Record> {
+    Some(Record::from_rdata(dns_name(owner)?, ttl, data))
+}
+
+fn cname(target: &str) -> Option<RData> {
+    Some(RData::CNAME(CNAME(dns_name(target)?)))
+}
+
+fn is_below(name: &str, zone: &str) -> bool {
+    name.len() > zone.len()
+        && name.ends_with(zone)
+        && name.as_bytes()[name.len() - zone.len() - 1] == b'.'
+}
+
+/// The cluster IPs of a Service that has them (`spec.clusterIPs`, else `spec.clusterIP`).
+fn cluster_ips(svc: &Service) -> Vec<IpAddr> {
+    let Some(spec) = svc.spec.as_ref() else {
+        return Vec::new();
+    };
+    let listed = spec.cluster_ips.as_deref().filter(|ips| !ips.is_empty());
+    let single = spec.cluster_ip.as_slice();
+    listed
+        .unwrap_or(single)
+        .iter()
+        .filter_map(|ip| ip.parse().ok())
+        .collect()
+}
+
+/// An absolute hickory name from a dotted name; `None` if a label is empty or too long.
+pub(crate) fn dns_name(name: &str) -> Option<Name> {
+    let name = name.trim_end_matches('.');
+    if name.is_empty() || name.split('.').any(|l| l.is_empty() || l.len() > 63) {
+        return None;
+    }
+    let mut n = Name::from_labels(name.split('.').map(str::as_bytes)).ok()?;
+    n.set_fqdn(true);
+    Some(n)
+}
+
+/// The lowercase wire form of a name, the key the hot path looks up.
+pub(crate) fn wire_key(name: &Name) -> Vec<u8> {
+    let mut key = Vec::with_capacity(name.len() + 2);
+    for label in name.iter() {
+        key.push(label.len() as u8);
+        key.extend(label.iter().map(u8::to_ascii_lowercase));
+    }
+    key.push(0);
+    key
+}
+
+/// An endpoint's name when it has no hostname: its IP with `.` or `:` turned into `-`.
+fn dashed(ip: IpAddr) -> String {
+    ip.to_string().replace(['.', ':'], "-")
+}
+
+/// The PTR owner of an address: `d.c.b.a.in-addr.arpa` or the ip6.arpa nibble form.
+pub(crate) fn reverse_name(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            format!("{d}.{c}.{b}.{a}.in-addr.arpa")
+        }
+        IpAddr::V6(v6) => {
+            let mut s = String::with_capacity(72);
+            for byte in v6.octets().iter().rev() {
+                let _ = write!(s, "{:x}.{:x}.", byte & 0x0f, byte >> 4);
+            }
+            s.push_str("ip6.arpa");
+            s
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reverse_names() {
+        assert_eq!(
+            reverse_name("10.96.0.10".parse().unwrap()),
+            "10.0.96.10.in-addr.arpa"
+        );
+        assert_eq!(
+            reverse_name("2001:db8::567:89ab".parse().unwrap()),
+            "b.a.9.8.7.6.5.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa"
+        );
+    }
+
+    #[test]
+    fn dashed_names() {
+        assert_eq!(dashed("10.0.0.5".parse().unwrap()), "10-0-0-5");
+        assert_eq!(dashed("fd00::1".parse().unwrap()), "fd00--1");
+    }
+
+    #[test]
+    fn wire_keys_are_lowercase() {
+        let n = Name::from_ascii("Web.Default.svc.cluster.local.").unwrap();
+        assert_eq!(
+            wire_key(&n),
+            b"\x03web\x07default\x03svc\x07cluster\x05local\x00".to_vec()
+        );
+        assert_eq!(dns_name("a..b"), None);
+        assert!(dns_name("a.b.").unwrap().is_fqdn());
+    }
+
+    #[test]
+    fn below() {
+        assert!(is_below("a.cluster.local", "cluster.local"));
+        assert!(!is_below("acluster.local", "cluster.local"));
+        assert!(!is_below("cluster.local", "cluster.local"));
+    }
+}
