@@ -48,15 +48,18 @@ fn up_serves_kubectl_with_the_written_kubeconfig() {
             .spawn()
             .unwrap(),
     );
-    // The banner names the DNS address.
+    // The banner names the DNS address; keep draining stdout so the server never hits EPIPE.
     let stdout = up.0.stdout.take().unwrap();
-    let dns = std::io::BufRead::lines(std::io::BufReader::new(stdout))
-        .map(|l| l.unwrap())
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("cluster DNS on ")
-                .map(|r| r.split_whitespace().next().unwrap().to_owned())
-        })
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+            if let Some(rest) = line.trim().strip_prefix("cluster DNS on ") {
+                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_owned());
+            }
+        }
+    });
+    let dns = rx
+        .recv_timeout(Duration::from_secs(30))
         .expect("banner with the DNS address");
     let dns: std::net::SocketAddr = dns.parse().unwrap();
     let kubeconfig = data.join("kubeconfig");
@@ -86,6 +89,65 @@ fn up_serves_kubectl_with_the_written_kubeconfig() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // DNS answers for the kubernetes Service (polled: the index fills after the first sync).
+    if Command::new("sh")
+        .args(["-c", "command -v dig"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = Command::new("dig")
+                .args([
+                    &format!("@{}", dns.ip()),
+                    "-p",
+                    &dns.port().to_string(),
+                    "+short",
+                    "+time=2",
+                    "+tries=1",
+                    "kubernetes.default.svc.cluster.local",
+                    "A",
+                ])
+                .output()
+                .unwrap();
+            if String::from_utf8_lossy(&out.stdout).trim() == "10.96.0.1" {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no DNS answer: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    } else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "dig is required under CI"
+        );
+    }
+    // svcnet env prints what a pod in `default` gets.
+    let out = Command::new(env!("CARGO_BIN_EXE_svcnet"))
+        .args([
+            "env",
+            "--master",
+            &format!("http://{addr}"),
+            "-n",
+            "default",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l == "KUBERNETES_SERVICE_HOST=10.96.0.1"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l == "KUBERNETES_PORT_443_TCP=tcp://10.96.0.1:443"),
+        "{text}"
+    );
 }
 
 #[test]
