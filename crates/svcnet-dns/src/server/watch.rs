@@ -108,6 +108,7 @@ pub(crate) fn watch(client: &kube::Client, pods_mode: PodsMode) -> (Watches, Vec
         flag.clone(),
         changed.clone(),
         "Service",
+        strip_service,
     )));
     listed.push(flag);
 
@@ -119,6 +120,7 @@ pub(crate) fn watch(client: &kube::Client, pods_mode: PodsMode) -> (Watches, Vec
         flag.clone(),
         changed.clone(),
         "EndpointSlice",
+        strip_slice,
     )));
     listed.push(flag);
 
@@ -131,6 +133,7 @@ pub(crate) fn watch(client: &kube::Client, pods_mode: PodsMode) -> (Watches, Vec
             flag.clone(),
             changed.clone(),
             "Pod",
+            strip_pod,
         )));
         listed.push(flag);
         pods
@@ -146,6 +149,55 @@ pub(crate) fn watch(client: &kube::Client, pods_mode: PodsMode) -> (Watches, Vec
     (watches, drivers)
 }
 
+// The caches keep only what answers need: at 10,000 Services the full objects (annotations
+// such as kubectl's last-applied-configuration, managed fields, status) were most of the
+// server's memory.
+
+fn strip_meta(m: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) {
+    m.annotations = None;
+    m.managed_fields = None;
+    m.owner_references = None;
+    m.finalizers = None;
+    m.generate_name = None;
+    m.uid = None;
+    m.creation_timestamp = None;
+}
+
+fn strip_service(s: &mut Service) {
+    strip_meta(&mut s.metadata);
+    s.metadata.labels = None;
+    s.status = None;
+    if let Some(spec) = s.spec.as_mut() {
+        spec.selector = None;
+        spec.session_affinity_config = None;
+        spec.load_balancer_source_ranges = None;
+    }
+}
+
+fn strip_slice(s: &mut EndpointSlice) {
+    strip_meta(&mut s.metadata);
+    if let Some(l) = s.metadata.labels.as_mut() {
+        l.retain(|k, _| k == "kubernetes.io/service-name");
+    }
+    for e in &mut s.endpoints {
+        e.target_ref = None;
+        e.hints = None;
+        e.deprecated_topology = None;
+    }
+}
+
+fn strip_pod(p: &mut Pod) {
+    strip_meta(&mut p.metadata);
+    p.metadata.labels = None;
+    p.spec = None;
+    if let Some(st) = p.status.as_mut() {
+        st.conditions = None;
+        st.container_statuses = None;
+        st.init_container_statuses = None;
+        st.ephemeral_container_statuses = None;
+    }
+}
+
 /// Runs one reflector forever (the watcher backs off and relists on errors), raising `listed`
 /// at its first complete list and signalling `changed` after every change to its store.
 async fn drive<K>(
@@ -154,6 +206,7 @@ async fn drive<K>(
     listed: Arc<AtomicBool>,
     changed: Arc<Notify>,
     kind: &'static str,
+    strip: fn(&mut K),
 ) where
     K: kube::Resource<DynamicType = ()>
         + Clone
@@ -165,6 +218,7 @@ async fn drive<K>(
 {
     watcher(api, watcher::Config::default())
         .default_backoff()
+        .modify(strip)
         .reflect(writer)
         .for_each(|event| {
             match event {
