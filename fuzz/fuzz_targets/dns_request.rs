@@ -5,13 +5,15 @@
 
 use std::sync::OnceLock;
 
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use libfuzzer_sys::fuzz_target;
 use svcnet_dns::{Answer, Index, IndexInput, PodsMode, answer};
 
 fn index() -> &'static Index {
     static INDEX: OnceLock<Index> = OnceLock::new();
     INDEX.get_or_init(|| {
-        let services = serde_json::from_value(serde_json::json!([
+        let services: Vec<Service> = serde_json::from_value(serde_json::json!([
             {"metadata": {"name": "web", "namespace": "default"},
              "spec": {"clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.10", "fd00::10"], "ipFamilies": ["IPv4", "IPv6"],
                       "ports": [{"name": "http", "port": 80, "protocol": "TCP"}, {"name": "dns", "port": 53, "protocol": "UDP"}]}},
@@ -21,7 +23,7 @@ fn index() -> &'static Index {
              "spec": {"type": "ExternalName", "externalName": "web.default.svc.cluster.local"}}
         ]))
         .expect("fixture Services");
-        let slices = serde_json::from_value(serde_json::json!([
+        let slices: Vec<EndpointSlice> = serde_json::from_value(serde_json::json!([
             {"metadata": {"name": "hl-1", "namespace": "default", "labels": {"kubernetes.io/service-name": "hl"}},
              "addressType": "IPv4", "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
              "endpoints": (0..40).map(|i| serde_json::json!({"addresses": [format!("10.244.0.{}", i + 2)], "hostname": format!("h{i}")})).collect::<Vec<_>>()}
