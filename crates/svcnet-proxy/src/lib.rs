@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod model;
 pub mod nft;
 pub mod scheduler;
+pub mod splice;
 pub mod userspace;
 
 mod control;

@@ -29,9 +29,30 @@ pub const CONNECT_SCHEDULE: [Duration; 4] = [
 /// measured 40% faster on a 1 GiB transfer here (docs/BENCHMARKS.md).
 const RELAY_BUFFER: usize = 64 * 1024;
 
+/// How a TCP connection's bytes are moved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Relay {
+    /// `copy_bidirectional` with [`RELAY_BUFFER`]-sized buffers.
+    Copy,
+    /// splice(2) through a pipe, no user-space copy.
+    Splice,
+}
+
+impl std::str::FromStr for Relay {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "copy" => Ok(Relay::Copy),
+            "splice" => Ok(Relay::Splice),
+            other => Err(format!("unknown relay {other:?}: expected copy or splice")),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct UserspaceConfig {
     pub scheduler: SchedulerKind,
+    pub relay: Relay,
     /// A UDP session with no traffic for this long is closed.
     pub udp_idle: Duration,
     /// Where the per-port sockets listen (the nftables redirect reaches any local address).
@@ -42,6 +63,7 @@ impl Default for UserspaceConfig {
     fn default() -> Self {
         Self {
             scheduler: SchedulerKind::Rr,
+            relay: Relay::Splice,
             udp_idle: Duration::from_millis(250),
             bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         }
@@ -105,7 +127,12 @@ impl Userspace {
                 let port = listener.local_addr().map_err(Error::Io)?.port();
                 (
                     port,
-                    tokio::spawn(accept_tcp(listener, balancer.clone(), name.to_string())),
+                    tokio::spawn(accept_tcp(
+                        listener,
+                        balancer.clone(),
+                        name.to_string(),
+                        self.config.relay,
+                    )),
                 )
             }
             Protocol::Udp => {
@@ -196,11 +223,22 @@ impl Dataplane for Userspace {
     }
 }
 
-async fn accept_tcp(listener: TcpListener, balancer: Arc<Mutex<Balancer>>, name: String) {
+async fn accept_tcp(
+    listener: TcpListener,
+    balancer: Arc<Mutex<Balancer>>,
+    name: String,
+    relay: Relay,
+) {
     loop {
         match listener.accept().await {
             Ok((client, peer)) => {
-                tokio::spawn(relay_tcp(client, peer, balancer.clone(), name.clone()));
+                tokio::spawn(relay_tcp(
+                    client,
+                    peer,
+                    balancer.clone(),
+                    name.clone(),
+                    relay,
+                ));
             }
             Err(e) => {
                 tracing::warn!(service = %name, error = %e, "accept failed");
@@ -216,6 +254,7 @@ async fn relay_tcp(
     peer: SocketAddr,
     balancer: Arc<Mutex<Balancer>>,
     name: String,
+    relay: Relay,
 ) {
     let mut failed: Vec<SocketAddr> = Vec::new();
     for timeout in CONNECT_SCHEDULE {
@@ -235,13 +274,17 @@ async fn relay_tcp(
                     .lock()
                     .expect("balancer lock")
                     .connection_opened(target);
-                let result = tokio::io::copy_bidirectional_with_sizes(
-                    &mut client,
-                    &mut backend,
-                    RELAY_BUFFER,
-                    RELAY_BUFFER,
-                )
-                .await;
+                let result = match relay {
+                    Relay::Copy => tokio::io::copy_bidirectional_with_sizes(
+                        &mut client,
+                        &mut backend,
+                        RELAY_BUFFER,
+                        RELAY_BUFFER,
+                    )
+                    .await
+                    .map(|_| ()),
+                    Relay::Splice => crate::splice::relay(&client, &backend).await.map(|_| ()),
+                };
                 balancer
                     .lock()
                     .expect("balancer lock")

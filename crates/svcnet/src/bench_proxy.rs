@@ -21,6 +21,9 @@ pub struct ProxyBench {
     /// Concurrent connections of the load generator.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
+    /// The relay the proxy uses: splice or copy.
+    #[arg(long, default_value = "splice")]
+    relay: String,
     /// Bytes for the throughput run (sent through the relay and echoed back).
     #[arg(long, default_value_t = 1 << 30)]
     bytes: u64,
@@ -272,6 +275,8 @@ pub async fn run(args: ProxyBench) -> anyhow::Result<()> {
             "node1",
             "--min-sync-period",
             "100ms",
+            "--relay",
+            &args.relay,
             "--metrics-bind-address",
             "",
             "--healthz-bind-address",

@@ -24,6 +24,9 @@ pub struct ProxyArgs {
     /// Backend choice in userspace mode: rr, wrr, lc, wlc, sh, dh, sed, nq, mh.
     #[arg(long, default_value = "rr")]
     scheduler: SchedulerKind,
+    /// How userspace mode moves TCP bytes: splice (zero-copy) or copy.
+    #[arg(long, default_value = "splice")]
+    relay: svcnet_proxy::userspace::Relay,
     /// Minimum time between syncs (e.g. 1s, 250ms).
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     min_sync_period: Duration,
@@ -57,6 +60,7 @@ fn dataplane(args: &ProxyArgs) -> anyhow::Result<Box<dyn Dataplane>> {
     match args.proxy_mode.as_str() {
         "userspace" => Ok(Box::new(Userspace::new(UserspaceConfig {
             scheduler: args.scheduler,
+            relay: args.relay,
             udp_idle: args.udp_timeout,
             ..Default::default()
         }))),
