@@ -101,9 +101,11 @@ impl EndpointSliceController {
 
     async fn run_once(&mut self) -> Result<()> {
         self.caches = Caches::default();
-        let mut rev = 0;
+        // Each list is its own snapshot; watching from the oldest of them replays whatever
+        // happened between them (applying an event twice is harmless).
+        let mut rev = u64::MAX;
         for res in [&SERVICES, &PODS, &ENDPOINT_SLICES, &ENDPOINTS] {
-            rev = rev.max(self.load(res).await?);
+            rev = rev.min(self.load(res).await?);
         }
         // Everything may have changed while we were away.
         let all: BTreeSet<Key> = self

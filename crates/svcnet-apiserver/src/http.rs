@@ -500,9 +500,9 @@ async fn patch(
             _ => svcnet_core::strategic_merge::apply(res.kind, &current, &patch)
                 .map_err(|e| ApiError::BadRequest(e.to_string()))?,
         };
-        if !patched.is_object() {
+        if !patched.is_object() || !patched["metadata"].is_object() {
             return Err(ApiError::BadRequest(
-                "the patch produced something other than an object".into(),
+                "the patch produced something other than an object with metadata".into(),
             ));
         }
         let warnings = field_validation(res, params, &patched)?;
@@ -638,10 +638,17 @@ async fn run_watch(
         (None, None | Some("0")) => true,
         (None, Some(_)) => false,
     };
+    let head = reg.store().revision().await?;
     let mut last_rv: u64 = match p.resource_version.as_deref() {
         Some(rv) if rv != "0" => rv.parse().unwrap_or(0),
-        _ => 0,
+        // No initial state asked for: start from now, not from the beginning of history.
+        _ => head,
     };
+    if last_rv > head {
+        return Err(ApiError::Timeout(format!(
+            "Too large resource version: {last_rv}, current: {head}"
+        )));
+    }
     if initial
         && (p.resource_version.is_none()
             || p.resource_version.as_deref() == Some("0")

@@ -14,8 +14,12 @@ pub struct Balancer {
     scheduler: Box<dyn Scheduler>,
     affinity_timeout: Option<Duration>,
     affinity: HashMap<IpAddr, (SocketAddr, Instant)>,
+    /// The affinity table is swept of expired entries when it grows past this.
+    sweep_at: usize,
     service: IpAddr,
 }
+
+const MIN_SWEEP: usize = 1024;
 
 impl Balancer {
     pub fn new(kind: SchedulerKind, seed: u64, service: IpAddr) -> Self {
@@ -25,6 +29,7 @@ impl Balancer {
             scheduler: scheduler::build(kind, seed),
             affinity_timeout: None,
             affinity: HashMap::new(),
+            sweep_at: MIN_SWEEP,
             service,
         }
     }
@@ -96,8 +101,14 @@ impl Balancer {
         };
         let idx = self.scheduler.pick(&ctx)?;
         let addr = self.targets[idx].addr;
-        if self.affinity_timeout.is_some() {
+        if let Some(timeout) = self.affinity_timeout {
             self.affinity.insert(client, (addr, now));
+            // Clients that never come back would otherwise stay forever.
+            if self.affinity.len() > self.sweep_at {
+                self.affinity
+                    .retain(|_, (_, last)| now.saturating_duration_since(*last) < timeout);
+                self.sweep_at = (self.affinity.len() * 2).max(MIN_SWEEP);
+            }
         }
         Some(addr)
     }
@@ -158,6 +169,33 @@ mod tests {
         let rest: Vec<_> = addrs(3).into_iter().filter(|a| *a != pinned).collect();
         b.update(&rest, Some(Duration::from_secs(10)));
         assert_ne!(b.pick(client, &[], later).unwrap(), pinned);
+    }
+
+    #[test]
+    fn expired_affinity_entries_are_swept() {
+        let mut b = Balancer::new(SchedulerKind::Rr, 1, "10.96.0.1".parse().unwrap());
+        b.update(&addrs(2), Some(Duration::from_secs(10)));
+        let t0 = Instant::now();
+        for i in 0..2000u32 {
+            let client = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            b.pick(client, &[], t0);
+        }
+        let later = t0 + Duration::from_secs(60);
+        for i in 0..(MIN_SWEEP as u32 * 3) {
+            let client = IpAddr::from(std::net::Ipv4Addr::from(0x0b00_0000 + i));
+            b.pick(client, &[], later);
+        }
+        assert!(
+            b.affinity.len() <= MIN_SWEEP * 3,
+            "{} entries kept",
+            b.affinity.len()
+        );
+        assert!(
+            !b.affinity
+                .keys()
+                .any(|ip| matches!(ip, IpAddr::V4(v) if v.octets()[0] == 10)),
+            "expired clients swept"
+        );
     }
 
     #[test]

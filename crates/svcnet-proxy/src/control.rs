@@ -175,7 +175,7 @@ pub async fn run(
             .iter()
             .map(|s| EndpointSlice::clone(s))
             .collect();
-        let state = desired_state(&svc_list, &slice_list);
+        let state = desired_state(&svc_list, &slice_list, &config.node_name);
         let started = Instant::now();
         match dataplane.sync(&state).await {
             Ok(()) => {

@@ -88,12 +88,32 @@ pub struct ServicePortInfo {
     pub affinity: Option<Duration>,
     /// Every endpoint known for this port, sorted; see [`ServicePortInfo::usable`].
     pub endpoints: Vec<Endpoint>,
+    /// `internalTrafficPolicy: Local`: only endpoints on this node (named here) are used.
+    pub local_node: Option<String>,
 }
 
 impl ServicePortInfo {
-    /// The endpoints new connections may go to: the ready ones.
-    pub fn usable(&self) -> impl Iterator<Item = &Endpoint> {
-        self.endpoints.iter().filter(|e| e.ready)
+    /// The endpoints new connections may go to, as kube-proxy chooses them: only this node's
+    /// when `internalTrafficPolicy` is Local; the ready ones; and when none is ready, those
+    /// still serving while terminating (a rolling update drains instead of refusing).
+    pub fn usable(&self) -> Vec<&Endpoint> {
+        let candidates: Vec<&Endpoint> = self
+            .endpoints
+            .iter()
+            .filter(|e| {
+                self.local_node
+                    .as_ref()
+                    .is_none_or(|n| e.node.as_ref() == Some(n))
+            })
+            .collect();
+        let ready: Vec<&Endpoint> = candidates.iter().copied().filter(|e| e.ready).collect();
+        if !ready.is_empty() {
+            return ready;
+        }
+        candidates
+            .into_iter()
+            .filter(|e| e.serving && e.terminating)
+            .collect()
     }
 }
 
@@ -120,8 +140,8 @@ pub fn is_proxied(svc: &Service) -> bool {
     matches!(spec.cluster_ip.as_deref(), Some(ip) if !ip.is_empty() && ip != "None")
 }
 
-/// Builds the desired state from the caches.
-pub fn desired_state(services: &[Service], slices: &[EndpointSlice]) -> ProxyState {
+/// Builds the desired state from the caches, for the node named `node`.
+pub fn desired_state(services: &[Service], slices: &[EndpointSlice], node: &str) -> ProxyState {
     // Endpoints per (namespace, service, port name, protocol).
     let mut eps: BTreeMap<(String, String, String, Protocol), BTreeSet<Endpoint>> = BTreeMap::new();
     for slice in slices {
@@ -217,6 +237,8 @@ pub fn desired_state(services: &[Service], slices: &[EndpointSlice]) -> ProxySta
                         .get(&key)
                         .map(|s| s.iter().cloned().collect())
                         .unwrap_or_default(),
+                    local_node: (spec.internal_traffic_policy.as_deref() == Some("Local"))
+                        .then(|| node.to_owned()),
                 },
             );
         }
@@ -268,7 +290,7 @@ mod tests {
                           {"addresses": ["10.244.0.6"], "conditions": {"ready": false, "serving": true, "terminating": true}},
                           {"addresses": ["10.244.0.7"]}]}),
         )];
-        let state = desired_state(&services, &slices);
+        let state = desired_state(&services, &slices, "n1");
         assert_eq!(state.services.len(), 2, "{state:#?}");
         let http = state
             .services
@@ -279,6 +301,7 @@ mod tests {
         assert_eq!(http.affinity, Some(Duration::from_secs(10800)));
         let ready: Vec<String> = http
             .usable()
+            .into_iter()
             .map(|e| format!("{}:{}", e.ip, e.port))
             .collect();
         assert_eq!(ready, vec!["10.244.0.5:8080", "10.244.0.7:8080"]);
@@ -289,5 +312,50 @@ mod tests {
             .unwrap();
         assert_eq!(dns.0.to_string(), "default/web:dns/UDP");
         assert_eq!(dns.1.endpoints[0].port, 5353);
+    }
+
+    fn ep(ip: &str, ready: bool, terminating: bool, node: &str) -> Endpoint {
+        Endpoint {
+            ip: ip.parse().unwrap(),
+            port: 80,
+            ready,
+            serving: ready || terminating,
+            terminating,
+            node: Some(node.into()),
+        }
+    }
+
+    #[test]
+    fn terminating_fallback_and_internal_traffic_policy_local() {
+        let mut info = ServicePortInfo {
+            cluster_ips: vec![],
+            port: 80,
+            protocol: Protocol::Tcp,
+            node_port: None,
+            affinity: None,
+            endpoints: vec![
+                ep("10.0.0.1", false, true, "n1"),
+                ep("10.0.0.2", false, true, "n2"),
+                ep("10.0.0.3", false, false, "n1"),
+            ],
+            local_node: None,
+        };
+        let ips = |i: &ServicePortInfo| {
+            i.usable()
+                .iter()
+                .map(|e| e.ip.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            ips(&info),
+            vec!["10.0.0.1", "10.0.0.2"],
+            "no ready endpoint: serving terminating ones"
+        );
+        info.endpoints.push(ep("10.0.0.4", true, false, "n2"));
+        assert_eq!(ips(&info), vec!["10.0.0.4"], "ready ones win");
+        info.local_node = Some("n1".into());
+        assert_eq!(ips(&info), vec!["10.0.0.1"], "iTP=Local: this node only");
+        info.local_node = Some("n3".into());
+        assert!(ips(&info).is_empty());
     }
 }

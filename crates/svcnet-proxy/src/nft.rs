@@ -102,15 +102,17 @@ pub fn render(rules: &[(Vip, VipAction)]) -> String {
                 );
             }
         }
+        // Only new connections: packets of established ones (to a backend that just became
+        // unready, or on a port just removed) keep flowing through the proxy.
         for ip in &live {
             let _ = writeln!(
                 s,
-                "    {} meta l4proto tcp reject with tcp reset",
+                "    ct state new {} meta l4proto tcp reject with tcp reset",
                 daddr(*ip)
             );
             let _ = writeln!(
                 s,
-                "    {} reject with icmpx type port-unreachable",
+                "    ct state new {} reject with icmpx type port-unreachable",
                 daddr(*ip)
             );
         }
@@ -198,12 +200,12 @@ mod tests {
             2
         );
         assert_eq!(
-            s.matches("ip daddr 10.96.0.11 reject with icmpx type port-unreachable")
+            s.matches("ct state new ip daddr 10.96.0.11 reject with icmpx type port-unreachable")
                 .count(),
             2
         );
         assert_eq!(
-            s.matches("ip6 daddr fd00::a meta l4proto tcp reject with tcp reset")
+            s.matches("ct state new ip6 daddr fd00::a meta l4proto tcp reject with tcp reset")
                 .count(),
             2
         );
@@ -213,7 +215,7 @@ mod tests {
             2
         );
         assert_eq!(
-            s.matches("ip daddr 10.96.0.10 meta l4proto tcp reject with tcp reset")
+            s.matches("ct state new ip daddr 10.96.0.10 meta l4proto tcp reject with tcp reset")
                 .count(),
             2
         );

@@ -432,7 +432,10 @@ impl Store for RedbStore {
             }
             let log = txn.open_table(EVENTS).map_err(backend)?;
             let mut replay = Vec::new();
-            for entry in log.range(after + 1..).map_err(backend)? {
+            let Some(first) = after.checked_add(1) else {
+                return Err(Error::Backend(format!("revision {after} is out of range")));
+            };
+            for entry in log.range(first..).map_err(backend)? {
                 let (rev, raw) = entry.map_err(backend)?;
                 let event = decode_event(rev.value(), raw.value());
                 if event.kv.key.starts_with(prefix) {
