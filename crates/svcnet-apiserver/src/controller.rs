@@ -115,21 +115,33 @@ impl EndpointSliceController {
             .cloned()
             .chain(self.caches.slices.keys().cloned())
             .collect();
-        self.reconcile_all(all).await;
+        let mut retry = self.reconcile_all(all).await;
 
         // One watch over the whole registry, filtered here.
         let mut events = self.reg.store.watch("/registry/", rev).await?;
+        let mut backoff = RETRY_MIN;
         loop {
-            let Some(first) = events.next().await else {
-                return Ok(());
-            };
             let mut dirty = BTreeSet::new();
-            self.handle(first?, &mut dirty)?;
+            tokio::select! {
+                ev = events.next() => {
+                    let Some(first) = ev else { return Ok(()) };
+                    self.handle(first?, &mut dirty)?;
+                }
+                // Failed writes are retried even when nothing else happens to their Service.
+                _ = tokio::time::sleep(backoff), if !retry.is_empty() => {
+                    dirty.append(&mut retry);
+                    backoff = (backoff * 2).min(RETRY_MAX);
+                }
+            }
             // Drain what is already queued so a burst is reconciled once.
             while let Some(Some(ev)) = futures::FutureExt::now_or_never(events.next()) {
                 self.handle(ev?, &mut dirty)?;
             }
-            self.reconcile_all(dirty).await;
+            let failed = self.reconcile_all(dirty).await;
+            if failed.is_empty() && retry.is_empty() {
+                backoff = RETRY_MIN;
+            }
+            retry.extend(failed);
         }
     }
 
@@ -215,24 +227,28 @@ impl EndpointSliceController {
 
     /// Plans the writes for every dirty Service from the caches, runs them concurrently (so
     /// they share the store's group commits), then folds the results back into the caches.
-    async fn reconcile_all(&mut self, dirty: BTreeSet<Key>) {
-        let mut ops = Vec::new();
+    /// Returns the Services whose writes failed, to be retried.
+    async fn reconcile_all(&mut self, dirty: BTreeSet<Key>) -> BTreeSet<Key> {
+        let mut ops: Vec<(Key, Op)> = Vec::new();
         for k in &dirty {
-            self.plan(k, &mut ops);
+            let mut mine = Vec::new();
+            self.plan(k, &mut mine);
+            ops.extend(mine.into_iter().map(|op| (k.clone(), op)));
         }
         let reg = self.reg.clone();
-        let results: Vec<(Op, Result<Option<Value>>)> = futures::stream::iter(ops)
-            .map(|op| {
+        let mut failed = BTreeSet::new();
+        let results: Vec<(Key, Op, Result<Option<Value>>)> = futures::stream::iter(ops)
+            .map(|(k, op)| {
                 let reg = reg.clone();
                 async move {
                     let r = op.run(&reg).await;
-                    (op, r)
+                    (k, op, r)
                 }
             })
             .buffer_unordered(WRITES_IN_FLIGHT)
             .collect()
             .await;
-        for (op, result) in results {
+        for (k, op, result) in results {
             match result {
                 Ok(Some(obj)) => {
                     let kind = if matches!(op, Op::Delete { .. }) {
@@ -244,10 +260,12 @@ impl EndpointSliceController {
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::warn!(object = %op.describe(), error = %e, "endpoints write failed")
+                    tracing::warn!(object = %op.describe(), error = %e, "endpoints write failed; will retry");
+                    failed.insert(k);
                 }
             }
         }
+        failed
     }
 
     /// The writes that bring one Service's EndpointSlices and Endpoints to the desired state.
@@ -329,6 +347,9 @@ impl EndpointSliceController {
         }
     }
 }
+
+const RETRY_MIN: std::time::Duration = std::time::Duration::from_millis(200);
+const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Writes the controller issues concurrently.
 const WRITES_IN_FLIGHT: usize = 64;

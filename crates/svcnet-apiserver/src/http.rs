@@ -608,13 +608,36 @@ async fn run_watch(
     let mut first_table = true;
     let filtered = !p.labels.is_empty() || !p.fields.0.is_empty();
     // Watch lines from stored bytes; objects are parsed only to filter or print a table row.
-    let line = |kind: &str, raw: &[u8], rev: u64, first: &mut bool| -> Result<Option<Bytes>> {
+    // A filtered watch tracks which objects the client holds, so an object that starts
+    // matching arrives as ADDED and one that stops matching as DELETED (as kube-apiserver's
+    // watch cache does).
+    let mut held: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let line = |held: &mut std::collections::HashSet<String>,
+                kind: &str,
+                key: &str,
+                raw: &[u8],
+                rev: u64,
+                first: &mut bool|
+     -> Result<Option<Bytes>> {
         if !filtered && !p.table {
             return Ok(Some(event_line_raw(kind, &registry::raw_at(raw, rev)?)));
         }
         let obj = decode_at(raw, rev)?;
-        if filtered && !registry::matches(res, &obj, &p.labels, &p.fields) {
-            return Ok(None);
+        let mut kind = kind;
+        if filtered {
+            let now = kind != "DELETED" && registry::matches(res, &obj, &p.labels, &p.fields);
+            let before = held.contains(key);
+            kind = match (before, now) {
+                (false, false) => return Ok(None),
+                (false, true) => "ADDED",
+                (true, true) => kind,
+                (true, false) => "DELETED",
+            };
+            if now {
+                held.insert(key.to_owned());
+            } else {
+                held.remove(key);
+            }
         }
         if !p.table {
             return Ok(Some(event_line(kind, &obj)));
@@ -648,6 +671,31 @@ async fn run_watch(
         return Err(ApiError::Timeout(format!(
             "Too large resource version: {last_rv}, current: {head}"
         )));
+    }
+    // What the client holds when the stream starts: the initial list it is sent, or, when it
+    // resumes from a resourceVersion, the objects matching now (the closest we can know).
+    let mut seed: Vec<String> = Vec::new();
+    if filtered && !initial {
+        let page = reg
+            .list(
+                res,
+                ns,
+                &ListOptions {
+                    labels: p.labels.clone(),
+                    fields: p.fields.clone(),
+                    limit: None,
+                    continue_token: None,
+                },
+            )
+            .await?;
+        for raw in &page.items {
+            if let Ok(obj) = serde_json::from_slice::<Value>(raw) {
+                seed.push(res.key(
+                    obj["metadata"]["namespace"].as_str(),
+                    obj["metadata"]["name"].as_str().unwrap_or(""),
+                ));
+            }
+        }
     }
     if initial
         && (p.resource_version.is_none()
@@ -692,6 +740,17 @@ async fn run_watch(
             }
         }
         last_rv = page.revision;
+        if filtered {
+            for raw in &page.items {
+                if let Ok(obj) = serde_json::from_slice::<Value>(raw) {
+                    let key = res.key(
+                        obj["metadata"]["namespace"].as_str(),
+                        obj["metadata"]["name"].as_str().unwrap_or(""),
+                    );
+                    seed.push(key);
+                }
+            }
+        }
         if p.send_initial == Some(true) {
             let bm = json!({"kind": res.kind, "apiVersion": res.api_version(), "metadata": {
                 "resourceVersion": last_rv.to_string(),
@@ -701,6 +760,7 @@ async fn run_watch(
             }
         }
     }
+    held.extend(seed);
     let mut events = reg.store().watch(&res.prefix(ns), last_rv).await?;
     let mut bookmark = tokio::time::interval(reg.config().bookmark_interval);
     bookmark.tick().await;
@@ -721,7 +781,7 @@ async fn run_watch(
                     EventType::Put if ev.kv.create_revision == ev.kv.mod_revision => "ADDED",
                     EventType::Put => "MODIFIED",
                 };
-                let Some(l) = line(kind, &ev.kv.value, ev.kv.mod_revision, &mut first_table)? else { continue };
+                let Some(l) = line(&mut held, kind, &ev.kv.key, &ev.kv.value, ev.kv.mod_revision, &mut first_table)? else { continue };
                 if tx.send(l).await.is_err() {
                     return Ok(());
                 }

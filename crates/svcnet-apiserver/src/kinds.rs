@@ -416,13 +416,28 @@ pub(crate) fn spawn_namespace_cleanup(reg: &Registry, ns: &str) {
             grace_period_seconds: Some(0),
             ..Default::default()
         };
-        for res in resources::ALL.iter().filter(|r| r.namespaced) {
-            if let Err(e) = reg
-                .delete_collection(res, Some(&ns), &ListOptions::default(), &opts)
-                .await
-            {
-                tracing::warn!(namespace = %ns, resource = res.plural, error = %e, "namespace cleanup failed");
+        // The namespace goes only once nothing is left in it: objects held by finalizers (or a
+        // failed delete) keep it Terminating and the sweep is retried.
+        let mut pause = std::time::Duration::from_millis(100);
+        loop {
+            let mut left = 0;
+            for res in resources::ALL.iter().filter(|r| r.namespaced) {
+                if let Err(e) = reg
+                    .delete_collection(res, Some(&ns), &ListOptions::default(), &opts)
+                    .await
+                {
+                    tracing::warn!(namespace = %ns, resource = res.plural, error = %e, "namespace cleanup failed");
+                }
+                match reg.store.list(&res.prefix(Some(&ns)), None, Some(1)).await {
+                    Ok(page) => left += page.items.len(),
+                    Err(_) => left += 1,
+                }
             }
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_secs(10));
         }
         match reg
             .store
@@ -441,6 +456,17 @@ pub(crate) fn spawn_namespace_cleanup(reg: &Registry, ns: &str) {
 /// Namespaces and the `kubernetes` Service every cluster starts with.
 pub(crate) async fn bootstrap(reg: &Arc<Registry>) -> Result<()> {
     reg.set_self_arc();
+    // Finish deleting namespaces a previous run left Terminating.
+    let all = reg
+        .store
+        .list(&resources::NAMESPACES.prefix(None), None, None)
+        .await?;
+    for kv in &all.items {
+        let obj = crate::registry::decode(kv)?;
+        if obj["status"]["phase"] == "Terminating" {
+            spawn_namespace_cleanup(reg, meta_str(&obj, "name").unwrap_or_default());
+        }
+    }
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
         match reg.create(&resources::NAMESPACES, None, obj, false).await {

@@ -700,6 +700,10 @@ impl Registry {
             }
             if let Some(graceful) = kinds::graceful_delete(self, res, &old, opts) {
                 if old["metadata"].get("deletionTimestamp").is_some() && !graceful.immediate {
+                    if res.plural == "namespaces" {
+                        // A repeated delete restarts the content sweep (idempotent).
+                        kinds::spawn_namespace_cleanup(self, name);
+                    }
                     return Ok(old);
                 }
                 if !graceful.immediate {

@@ -291,3 +291,114 @@ async fn delete_collection_honours_selectors_and_releases_addresses() {
     let reuse = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "d"}, "spec": {"clusterIP": "10.96.0.50", "ports": [{"port": 80}]}});
     assert_eq!(srv.post_json(SVC, &reuse).await.0, 201);
 }
+
+#[tokio::test]
+async fn filtered_watches_see_objects_enter_and_leave_the_selection() {
+    let srv = start_with(
+        Transport::InProcess,
+        Options {
+            controllers: false,
+            ..Default::default()
+        },
+    )
+    .await;
+    let (_, list) = srv.raw("GET", SVC, "application/json", "").await;
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "a", "labels": {"tier": "fe"}}, "spec": {"ports": [{"port": 80}]}});
+    srv.post_json(SVC, &svc).await;
+    let relabel = |tier: &str| json!({"metadata": {"labels": {"tier": tier}}}).to_string();
+    let a = format!("{SVC}/a");
+    srv.raw("PATCH", &a, "application/merge-patch+json", relabel("be"))
+        .await;
+    srv.raw("PATCH", &a, "application/merge-patch+json", relabel("fe"))
+        .await;
+    srv.raw(
+        "PATCH",
+        &a,
+        "application/merge-patch+json",
+        json!({"metadata": {"annotations": {"x": "1"}}}).to_string(),
+    )
+    .await;
+    srv.raw("DELETE", &a, "application/json", "").await;
+    let lines = watch_lines(
+        &srv,
+        &format!("{SVC}?watch=1&resourceVersion={rv}&labelSelector=tier%3Dfe"),
+        5,
+    )
+    .await;
+    let kinds: Vec<&str> = lines.iter().map(|l| l["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["ADDED", "DELETED", "ADDED", "MODIFIED", "DELETED"]);
+}
+
+#[tokio::test]
+async fn a_namespace_waits_for_finalizers_before_it_goes() {
+    let srv = start_with(
+        Transport::InProcess,
+        Options {
+            controllers: false,
+            ..Default::default()
+        },
+    )
+    .await;
+    srv.post_json(
+        "/api/v1/namespaces",
+        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "held"}}),
+    )
+    .await;
+    let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s", "finalizers": ["example.com/hold"]}, "spec": {"ports": [{"port": 80}]}});
+    assert_eq!(
+        srv.post_json("/api/v1/namespaces/held/services", &svc)
+            .await
+            .0,
+        201
+    );
+    assert_eq!(
+        srv.raw("DELETE", "/api/v1/namespaces/held", "application/json", "")
+            .await
+            .0,
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (code, ns) = srv
+        .raw("GET", "/api/v1/namespaces/held", "application/json", "")
+        .await;
+    assert_eq!(
+        (code, ns["status"]["phase"].as_str()),
+        (200, Some("Terminating")),
+        "kept while content remains"
+    );
+    let (_, s) = srv
+        .raw(
+            "GET",
+            "/api/v1/namespaces/held/services/s",
+            "application/json",
+            "",
+        )
+        .await;
+    assert!(s["metadata"]["deletionTimestamp"].is_string(), "{s}");
+    let (code, _) = srv
+        .raw(
+            "PATCH",
+            "/api/v1/namespaces/held/services/s",
+            "application/merge-patch+json",
+            json!({"metadata": {"finalizers": null}}).to_string(),
+        )
+        .await;
+    assert_eq!(code, 200);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while srv
+        .raw("GET", "/api/v1/namespaces/held", "application/json", "")
+        .await
+        .0
+        != 404
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "namespace not removed after its content went"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
