@@ -38,7 +38,7 @@ pub fn answer(index: &Index, query: &[u8], max_udp: Option<usize>) -> Answer {
     let reply = match index.lookup(&q) {
         Lookup::Forward => return Answer::Forward,
         Lookup::Empty { rcode } => q.empty_reply(rcode, false),
-        Lookup::Template(t) => q.reply_with(t.rcode, t.counts, &t.bytes, limit),
+        Lookup::Template(t) => q.reply_with(t.rcode, t.counts, t.bytes, limit),
         Lookup::Negative { rcode, zone_at } => {
             let mut soa = Vec::with_capacity(SOA_LEN);
             write_soa(&mut soa, zone_at, index.ttl(), index.serial());

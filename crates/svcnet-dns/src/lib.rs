@@ -27,6 +27,8 @@
 
 mod answer;
 mod index;
+mod model;
+mod names;
 pub mod server;
 mod template;
 mod wire;

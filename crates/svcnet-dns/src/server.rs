@@ -1,10 +1,11 @@
 //! The cluster DNS server: the IO around [`crate::answer`].
 //!
-//! [`DnsServer::start`] binds UDP and TCP on one port, starts reflectors over the API's
+//! [`DnsServer::start`] binds UDP and TCP on one port, starts watches over the API's
 //! Services and EndpointSlices (and Pods in [`PodsMode::Verified`]), and serves
-//! [`Index::empty_not_synced`] (SERVFAIL for cluster names) until every reflector has listed
-//! once. After that each burst of changes rebuilds the index from the reflector stores and
-//! swaps it in whole; the UDP workers and TCP connections read it without locks.
+//! [`Index::empty_not_synced`] (SERVFAIL for cluster names) until every watch has listed
+//! once. After that each burst of changes rebuilds the index from the watches' stores (of
+//! compact records, not whole objects) and swaps it in whole; the UDP workers and TCP
+//! connections read it without locks.
 //!
 //! Names outside the cluster's zones go to the configured upstreams (see the `forward` module
 //! for the transport and cache rules), or get REFUSED when forwarding is off. `/health`,
@@ -133,16 +134,33 @@ impl std::fmt::Debug for DnsServer {
 }
 
 /// Runs the DNS server until `shutdown` completes.
+///
+/// This is the server as a process of its own: on Linux it first opts the process out of
+/// transparent huge pages, which at 10,000 Services kept ~10 MB more resident for nothing.
 pub async fn run(
     client: kube::Client,
     config: DnsConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
+    opt_out_of_huge_pages();
     let server = DnsServer::start(client, config).await?;
     tracing::info!(udp = %server.udp_addr, tcp = %server.tcp_addr, health = ?server.health_addr, "DNS server listening");
     shutdown.await;
     server.shutdown().await;
     Ok(())
+}
+
+/// Opts the process out of transparent huge pages (Linux; best effort).
+///
+/// The allocator asks for huge pages on its arenas, so every 2 MiB range that still holds one
+/// live block stays resident whole; what the index build and the initial lists free in between
+/// is not given back. At 10,000 Services that kept ~10 MB more resident (`svcnet bench dns`:
+/// 40-46 MB with huge pages, 31-32 MB without) for no measurable gain in queries per second.
+fn opt_out_of_huge_pages() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
+        tracing::debug!(error = %e, "cannot opt out of transparent huge pages");
+    }
 }
 
 impl DnsServer {

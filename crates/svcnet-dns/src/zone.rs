@@ -5,17 +5,16 @@
 //! Owner names here are lowercase and without the trailing dot. Pod names
 //! (`<a-b-c-d>.<ns>.pod.<zone>`) are not listed: they are answered from the query name itself.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::rc::Rc;
 
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, PTR, SOA, SRV, TXT};
 use hickory_proto::rr::{Name, RData, Record};
-use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-use svcnet_core::endpoints::SERVICE_NAME_LABEL;
-use svcnet_core::service::{is_headless, spec_type};
 
+use crate::model::{NamedPort, ServiceKind, ServiceRecord, SliceRecord};
+use crate::names::{NameTable, NameTableBuilder};
 use crate::template::{Sections, Template};
 use crate::wire::{rcode, rtype};
 
@@ -38,34 +37,110 @@ const CHASED_TYPES: [u16; 7] = [
 /// Type 0 is reserved, so no owner has records of it: resolving it yields only CNAMEs.
 const NO_TYPE: u16 = 0;
 
-/// The records of one owner name.
-#[derive(Debug, Default)]
-struct Node {
-    apex: bool,
-    txt: Option<&'static str>,
-    a: BTreeSet<Ipv4Addr>,
-    aaaa: BTreeSet<Ipv6Addr>,
-    cname: Option<String>,
-    ptr: BTreeSet<String>,
+/// One record of an owner name. The variant order is the order of types in an ANY answer.
+///
+/// Targets are shared: a ClusterIP Service's name is the target of its SRV and PTR records.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Rec {
+    /// SOA and NS: the zone apex.
+    Apex,
+    Txt(&'static str),
+    A(Ipv4Addr),
+    Aaaa(Ipv6Addr),
+    Cname(Rc<str>),
+    Ptr(Rc<str>),
     /// (target, port)
-    srv: BTreeSet<(String, u16)>,
+    Srv(Rc<str>, u16),
 }
 
+/// The records of one owner name; sorted and without duplicates once the zone is built.
+///
+/// One vector of records rather than a set per type: the zone exists only while an index is
+/// built, but at 10,000 Services a node with a `BTreeSet` per type (most of them empty, the
+/// rest holding one element in an 11-slot tree leaf) took ~25 MB of the build's peak.
+#[derive(Debug, Default)]
+struct Node(Vec<Rec>);
+
 impl Node {
+    fn add(&mut self, rec: Rec) {
+        // A name has one CNAME: the last one set.
+        if matches!(rec, Rec::Cname(_)) {
+            self.0.retain(|r| !matches!(r, Rec::Cname(_)));
+        }
+        // Most names have one or two records: grow from one instead of the default four.
+        if self.0.len() == self.0.capacity() {
+            self.0.reserve_exact(self.0.len().max(1));
+        }
+        self.0.push(rec);
+    }
+
+    fn finish(&mut self) {
+        self.0.sort_unstable();
+        self.0.dedup();
+    }
+
+    fn is_apex(&self) -> bool {
+        self.0.first() == Some(&Rec::Apex)
+    }
+
+    fn txt(&self) -> Option<&'static str> {
+        self.0.iter().find_map(|r| match r {
+            Rec::Txt(t) => Some(*t),
+            _ => None,
+        })
+    }
+
+    fn a(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        self.0.iter().filter_map(|r| match r {
+            Rec::A(ip) => Some(*ip),
+            _ => None,
+        })
+    }
+
+    fn aaaa(&self) -> impl Iterator<Item = Ipv6Addr> + '_ {
+        self.0.iter().filter_map(|r| match r {
+            Rec::Aaaa(ip) => Some(*ip),
+            _ => None,
+        })
+    }
+
+    fn cname(&self) -> Option<&str> {
+        self.0.iter().find_map(|r| match r {
+            Rec::Cname(t) => Some(&**t),
+            _ => None,
+        })
+    }
+
+    fn ptr(&self) -> impl Iterator<Item = &str> + '_ {
+        self.0.iter().filter_map(|r| match r {
+            Rec::Ptr(t) => Some(&**t),
+            _ => None,
+        })
+    }
+
+    fn srv(&self) -> impl Iterator<Item = (&str, u16)> + '_ {
+        self.0.iter().filter_map(|r| match r {
+            Rec::Srv(t, port) => Some((&**t, *port)),
+            _ => None,
+        })
+    }
+
     fn types(&self) -> Vec<u16> {
         let mut types = Vec::new();
-        if self.apex {
-            types.extend([rtype::SOA, rtype::NS]);
+        for r in &self.0 {
+            let of = match r {
+                Rec::Apex => &[rtype::SOA, rtype::NS][..],
+                Rec::Txt(_) => &[rtype::TXT],
+                Rec::A(_) => &[rtype::A],
+                Rec::Aaaa(_) => &[rtype::AAAA],
+                Rec::Cname(_) => &[rtype::CNAME],
+                Rec::Ptr(_) => &[rtype::PTR],
+                Rec::Srv(..) => &[rtype::SRV],
+            };
+            if types.last() != of.last() {
+                types.extend_from_slice(of);
+            }
         }
-        let has = [
-            (self.txt.is_some(), rtype::TXT),
-            (!self.a.is_empty(), rtype::A),
-            (!self.aaaa.is_empty(), rtype::AAAA),
-            (self.cname.is_some(), rtype::CNAME),
-            (!self.ptr.is_empty(), rtype::PTR),
-            (!self.srv.is_empty(), rtype::SRV),
-        ];
-        types.extend(has.iter().filter(|(has, _)| *has).map(|(_, t)| *t));
         types
     }
 }
@@ -75,32 +150,13 @@ pub(crate) struct ZoneData {
     zone: String,
     ttl: u32,
     serial: u32,
-    nodes: BTreeMap<String, Node>,
+    nodes: BTreeMap<Box<str>, Node>,
 }
 
-/// One owner name's prepared answers, by query type.
-#[derive(Debug)]
-pub(crate) struct NameEntry {
-    templates: Box<[(u16, Template)]>,
-    /// For a CNAME owner, the answer to any type without its own template.
-    fallback: Option<Template>,
-}
-
-impl NameEntry {
-    /// The prepared answer for `qtype`; `None` means the name exists without such records.
-    pub(crate) fn find(&self, qtype: u16) -> Option<&Template> {
-        self.templates
-            .iter()
-            .find(|(t, _)| *t == qtype)
-            .map(|(_, t)| t)
-            .or(self.fallback.as_ref())
-    }
-}
-
-/// The objects the zone is built from (a view of `crate::IndexInput`).
+/// The objects the zone is built from.
 pub(crate) struct Objects<'a> {
-    pub(crate) services: &'a [Service],
-    pub(crate) slices: &'a [EndpointSlice],
+    pub(crate) services: &'a [&'a ServiceRecord],
+    pub(crate) slices: &'a [&'a SliceRecord],
 }
 
 impl ZoneData {
@@ -111,69 +167,69 @@ impl ZoneData {
             serial,
             nodes: BTreeMap::new(),
         };
-        z.node(zone.to_owned()).apex = true;
-        z.node(format!("dns-version.{zone}")).txt = Some(SCHEMA_VERSION);
-        z.node(format!("svc.{zone}"));
-        z.node(format!("pod.{zone}"));
+        z.node(zone).add(Rec::Apex);
+        z.node(&format!("dns-version.{zone}"))
+            .add(Rec::Txt(SCHEMA_VERSION));
+        z.node(&format!("svc.{zone}"));
+        z.node(&format!("pod.{zone}"));
 
-        let mut slices: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
+        let mut slices: HashMap<(&str, &str), Vec<&SliceRecord>> = HashMap::new();
         for slice in objects.slices {
-            let ns = slice.metadata.namespace.as_deref();
-            let svc = slice
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(SERVICE_NAME_LABEL));
-            if let (Some(ns), Some(svc)) = (ns, svc) {
-                slices.entry((ns, svc.as_str())).or_default().push(slice);
+            if let (Some(ns), Some(svc)) = (slice.namespace.as_deref(), slice.service.as_deref()) {
+                slices.entry((ns, svc)).or_default().push(slice);
             }
         }
 
         for svc in objects.services {
-            let (Some(name), Some(ns), Some(spec)) = (
-                svc.metadata.name.as_deref(),
-                svc.metadata.namespace.as_deref(),
-                svc.spec.as_ref(),
-            ) else {
+            let (Some(name), Some(ns)) = (svc.name.as_deref(), svc.namespace.as_deref()) else {
                 continue;
             };
-            z.node(format!("{ns}.svc.{zone}").to_ascii_lowercase());
+            if matches!(svc.kind, ServiceKind::NoSpec) {
+                continue;
+            }
+            z.node(&format!("{ns}.svc.{zone}").to_ascii_lowercase());
             let base = format!("{name}.{ns}.svc.{zone}").to_ascii_lowercase();
-            if spec_type(spec) == "ExternalName" {
-                z.add_external_name(base, spec.external_name.as_deref());
-            } else if is_headless(spec) {
-                let publish_not_ready = spec.publish_not_ready_addresses.unwrap_or(false);
-                let own = slices.get(&(ns, name)).map_or(&[][..], Vec::as_slice);
-                z.add_headless(&base, publish_not_ready, own);
-            } else {
-                z.add_cluster_ip(&base, svc);
+            match &svc.kind {
+                ServiceKind::NoSpec => {}
+                ServiceKind::ExternalName(target) => z.add_external_name(base, target.as_deref()),
+                ServiceKind::Headless { publish_not_ready } => {
+                    let own = slices.get(&(ns, name)).map_or(&[][..], Vec::as_slice);
+                    z.add_headless(&base, *publish_not_ready, own);
+                }
+                ServiceKind::ClusterIp => z.add_cluster_ip(&base, &svc.cluster_ips, &svc.ports),
             }
         }
 
         if let Some(svc) = objects.services.iter().find(|s| {
-            s.metadata.namespace.as_deref() == Some(DNS_SERVICE.0)
-                && s.metadata.name.as_deref() == Some(DNS_SERVICE.1)
+            s.namespace.as_deref() == Some(DNS_SERVICE.0)
+                && s.name.as_deref() == Some(DNS_SERVICE.1)
         }) {
             let ns_name = format!("ns.dns.{zone}");
-            for ip in cluster_ips(svc) {
-                z.add_ip(ns_name.clone(), ip);
+            for ip in &svc.cluster_ips {
+                z.add_ip(&ns_name, *ip);
             }
         }
 
         z.add_empty_non_terminals();
+        for node in z.nodes.values_mut() {
+            node.finish();
+        }
         z
     }
 
-    fn node(&mut self, name: String) -> &mut Node {
-        self.nodes.entry(name).or_default()
+    /// The node of `name`, added if missing (only then is the name copied).
+    fn node(&mut self, name: &str) -> &mut Node {
+        if !self.nodes.contains_key(name) {
+            self.nodes.insert(name.into(), Node::default());
+        }
+        self.nodes.get_mut(name).expect("inserted above")
     }
 
-    fn add_ip(&mut self, name: String, ip: IpAddr) {
-        let node = self.node(name);
-        match ip {
-            IpAddr::V4(v4) => node.a.insert(v4),
-            IpAddr::V6(v6) => node.aaaa.insert(v6),
-        };
+    fn add_ip(&mut self, name: &str, ip: IpAddr) {
+        self.node(name).add(match ip {
+            IpAddr::V4(v4) => Rec::A(v4),
+            IpAddr::V6(v6) => Rec::Aaaa(v6),
+        });
     }
 
     fn add_external_name(&mut self, base: String, external_name: Option<&str>) {
@@ -187,69 +243,49 @@ impl ZoneData {
         if target.parse::<IpAddr>().is_ok() || dns_name(target).is_none() {
             return;
         }
-        self.node(base).cname = Some(target.to_owned());
+        self.node(&base).add(Rec::Cname(target.into()));
     }
 
-    fn add_cluster_ip(&mut self, base: &str, svc: &Service) {
-        let ips = cluster_ips(svc);
+    fn add_cluster_ip(&mut self, base: &str, ips: &[IpAddr], ports: &[NamedPort]) {
         if ips.is_empty() {
             return;
         }
-        for ip in &ips {
-            self.add_ip(base.to_owned(), *ip);
-            self.node(reverse_name(*ip)).ptr.insert(base.to_owned());
+        let target: Rc<str> = base.into();
+        for ip in ips {
+            self.add_ip(base, *ip);
+            self.node(&reverse_name(*ip)).add(Rec::Ptr(target.clone()));
         }
-        let ports = svc.spec.as_ref().and_then(|s| s.ports.as_ref());
-        for p in ports.into_iter().flatten() {
-            let (Some(port_name), Ok(port)) = (
-                p.name.as_deref().filter(|n| !n.is_empty()),
-                u16::try_from(p.port),
-            ) else {
-                continue;
-            };
-            let proto = p.protocol.as_deref().unwrap_or("TCP");
-            let srv_name = format!("_{port_name}._{proto}.{base}").to_ascii_lowercase();
-            let target = (base.to_owned(), port);
-            self.node(srv_name).srv.insert(target.clone());
-            self.node(base.to_owned()).srv.insert(target);
+        for p in ports {
+            let srv_name = format!("{}.{base}", p.labels);
+            let srv = Rec::Srv(target.clone(), p.port);
+            self.node(&srv_name).add(srv.clone());
+            self.node(base).add(srv);
         }
     }
 
-    fn add_headless(&mut self, base: &str, publish_not_ready: bool, slices: &[&EndpointSlice]) {
+    fn add_headless(&mut self, base: &str, publish_not_ready: bool, slices: &[&SliceRecord]) {
         for slice in slices {
-            // Named ports with a number: (lowercase name, lowercase protocol, port).
-            let ports: Vec<(String, String, u16)> = slice
-                .ports
-                .iter()
-                .flatten()
-                .filter_map(|p| {
-                    let name = p.name.as_deref().filter(|n| !n.is_empty())?;
-                    let port = u16::try_from(p.port?).ok()?;
-                    let proto = p.protocol.as_deref().unwrap_or("TCP");
-                    Some((name.to_ascii_lowercase(), proto.to_ascii_lowercase(), port))
-                })
-                .collect();
             for ep in &slice.endpoints {
-                let ready = ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
-                if !ready && !publish_not_ready {
+                if !ep.ready && !publish_not_ready {
                     continue;
                 }
-                for ip in ep.addresses.iter().filter_map(|a| a.parse::<IpAddr>().ok()) {
+                for &ip in &ep.addresses {
                     let host = ep
                         .hostname
                         .as_deref()
                         .filter(|h| !h.is_empty() && !h.contains('.'))
                         .map_or_else(|| dashed(ip), str::to_ascii_lowercase);
                     let ep_name = format!("{host}.{base}");
-                    self.add_ip(base.to_owned(), ip);
-                    self.add_ip(ep_name.clone(), ip);
-                    self.node(reverse_name(ip)).ptr.insert(ep_name.clone());
-                    for (port_name, proto, port) in &ports {
-                        let srv_name = format!("_{port_name}._{proto}.{base}");
-                        let target = (ep_name.clone(), *port);
-                        self.node(srv_name).srv.insert(target.clone());
-                        self.node(base.to_owned()).srv.insert(target.clone());
-                        self.node(ep_name.clone()).srv.insert(target);
+                    let target: Rc<str> = ep_name.as_str().into();
+                    self.add_ip(base, ip);
+                    self.add_ip(&ep_name, ip);
+                    self.node(&reverse_name(ip)).add(Rec::Ptr(target.clone()));
+                    for p in &slice.ports {
+                        let srv_name = format!("{}.{base}", p.labels);
+                        let srv = Rec::Srv(target.clone(), p.port);
+                        self.node(&srv_name).add(srv.clone());
+                        self.node(base).add(srv.clone());
+                        self.node(&ep_name).add(srv);
                     }
                 }
             }
@@ -261,7 +297,7 @@ impl ZoneData {
         let suffix = format!(".{}", self.zone);
         let mut missing = Vec::new();
         for name in self.nodes.keys() {
-            let mut rest = name.as_str();
+            let mut rest = &**name;
             while rest.ends_with(&suffix) {
                 let Some((_, parent)) = rest.split_once('.') else {
                     break;
@@ -276,7 +312,7 @@ impl ZoneData {
             }
         }
         for name in missing {
-            self.node(name);
+            self.node(&name);
         }
     }
 
@@ -292,8 +328,8 @@ impl ZoneData {
     // === answers ===
 
     /// The prepared answers of every owner name, keyed by lowercase wire name.
-    pub(crate) fn entries(&self) -> HashMap<Box<[u8]>, NameEntry> {
-        let mut out = HashMap::with_capacity(self.nodes.len());
+    pub(crate) fn entries(&self) -> NameTable {
+        let mut out = NameTableBuilder::with_capacity(self.nodes.len());
         for (owner, node) in &self.nodes {
             let Some(qname) = dns_name(owner) else {
                 tracing::debug!(name = %owner, "skipping a name that is not a valid DNS name");
@@ -307,7 +343,7 @@ impl ZoneData {
                     .and_then(|s| Template::encode(&qname, &key, s))
                     .map(|t| (qtype, t))
             };
-            if node.cname.is_some() {
+            if node.cname().is_some() {
                 for qtype in CHASED_TYPES {
                     templates.extend(prepare(qtype, self.resolve(owner, qtype)));
                 }
@@ -321,15 +357,11 @@ impl ZoneData {
                 }
                 templates.extend(prepare(rtype::ANY, self.resolve(owner, rtype::ANY)));
             }
-            out.insert(
-                key.into_boxed_slice(),
-                NameEntry {
-                    templates: templates.into_boxed_slice(),
-                    fallback,
-                },
-            );
+            if !out.push(&key, templates, fallback) {
+                tracing::warn!(name = %owner, "skipping a name the index has no room for");
+            }
         }
-        out
+        out.finish()
     }
 
     /// The answer to `qtype` at `owner`, following CNAMEs inside the zone. `None` when the
@@ -337,8 +369,7 @@ impl ZoneData {
     fn resolve(&self, owner: &str, qtype: u16) -> Option<Sections> {
         let node = self.nodes.get(owner)?;
         let Some(target) = node
-            .cname
-            .as_deref()
+            .cname()
             .filter(|_| qtype != rtype::CNAME && qtype != rtype::ANY)
         else {
             let (answers, additionals) = self.rrset(owner, node, qtype);
@@ -361,12 +392,12 @@ impl ZoneData {
             {
                 return Some(s);
             }
-            let Some(next) = self.nodes.get(&current) else {
+            let Some(next) = self.nodes.get(current.as_str()) else {
                 s.rcode = rcode::NXDOMAIN;
                 s.authorities.extend(self.soa());
                 return Some(s);
             };
-            if let Some(t) = next.cname.as_deref() {
+            if let Some(t) = next.cname() {
                 s.answers.push(record(&current, self.ttl, cname(t)?)?);
                 current = t.to_ascii_lowercase();
                 continue;
@@ -387,54 +418,51 @@ impl ZoneData {
         let mut answers = Vec::new();
         let mut additionals = Vec::new();
         let any = qtype == rtype::ANY;
-        if node.apex && (any || qtype == rtype::SOA) {
+        if node.is_apex() && (any || qtype == rtype::SOA) {
             answers.extend(self.soa());
         }
-        if node.apex && (any || qtype == rtype::NS) {
+        if node.is_apex() && (any || qtype == rtype::NS) {
             let ns_name = format!("ns.dns.{}", self.zone);
             answers.extend(dns_name(&ns_name).and_then(|n| record(owner, ttl, RData::NS(NS(n)))));
             if !any {
                 additionals.extend(self.addresses(&ns_name));
             }
         }
-        if let Some(txt) = node.txt.filter(|_| any || qtype == rtype::TXT) {
+        if let Some(txt) = node.txt().filter(|_| any || qtype == rtype::TXT) {
             let data = RData::TXT(TXT::new(vec![txt.to_owned()]));
             answers.extend(record(owner, ttl, data));
         }
         if any || qtype == rtype::A {
-            for ip in &node.a {
-                answers.extend(record(owner, ttl, RData::A(A(*ip))));
+            for ip in node.a() {
+                answers.extend(record(owner, ttl, RData::A(A(ip))));
             }
         }
         if any || qtype == rtype::AAAA {
-            for ip in &node.aaaa {
-                answers.extend(record(owner, ttl, RData::AAAA(AAAA(*ip))));
+            for ip in node.aaaa() {
+                answers.extend(record(owner, ttl, RData::AAAA(AAAA(ip))));
             }
         }
-        if let Some(target) = node
-            .cname
-            .as_deref()
-            .filter(|_| any || qtype == rtype::CNAME)
-        {
+        if let Some(target) = node.cname().filter(|_| any || qtype == rtype::CNAME) {
             answers.extend(cname(target).and_then(|c| record(owner, ttl, c)));
         }
         if any || qtype == rtype::PTR {
-            for target in &node.ptr {
+            for target in node.ptr() {
                 answers
                     .extend(dns_name(target).and_then(|n| record(owner, ttl, RData::PTR(PTR(n)))));
             }
         }
-        if (any || qtype == rtype::SRV) && !node.srv.is_empty() {
+        let srv_count = node.srv().count();
+        if (any || qtype == rtype::SRV) && srv_count > 0 {
             // CoreDNS: priority 0, weight floor(100 / number of records).
-            let weight = u16::try_from(100 / node.srv.len()).unwrap_or(0);
+            let weight = u16::try_from(100 / srv_count).unwrap_or(0);
             let mut targets: Vec<&str> = Vec::new();
-            for (target, port) in &node.srv {
+            for (target, port) in node.srv() {
                 let Some(target_name) = dns_name(target) else {
                     continue;
                 };
-                let data = RData::SRV(SRV::new(0, weight, *port, target_name));
+                let data = RData::SRV(SRV::new(0, weight, port, target_name));
                 answers.extend(record(owner, ttl, data));
-                if !targets.contains(&target.as_str()) {
+                if !targets.contains(&target) {
                     targets.push(target);
                 }
             }
@@ -451,8 +479,8 @@ impl ZoneData {
         let Some(node) = self.nodes.get(name) else {
             return Vec::new();
         };
-        let v4 = node.a.iter().map(|ip| RData::A(A(*ip)));
-        let v6 = node.aaaa.iter().map(|ip| RData::AAAA(AAAA(*ip)));
+        let v4 = node.a().map(|ip| RData::A(A(ip)));
+        let v6 = node.aaaa().map(|ip| RData::AAAA(AAAA(ip)));
         v4.chain(v6)
             .filter_map(|data| record(name, self.ttl, data))
             .collect()
@@ -485,20 +513,6 @@ fn is_below(name: &str, zone: &str) -> bool {
     name.len() > zone.len()
         && name.ends_with(zone)
         && name.as_bytes()[name.len() - zone.len() - 1] == b'.'
-}
-
-/// The cluster IPs of a Service that has them (`spec.clusterIPs`, else `spec.clusterIP`).
-fn cluster_ips(svc: &Service) -> Vec<IpAddr> {
-    let Some(spec) = svc.spec.as_ref() else {
-        return Vec::new();
-    };
-    let listed = spec.cluster_ips.as_deref().filter(|ips| !ips.is_empty());
-    let single = spec.cluster_ip.as_slice();
-    listed
-        .unwrap_or(single)
-        .iter()
-        .filter_map(|ip| ip.parse().ok())
-        .collect()
 }
 
 /// An absolute hickory name from a dotted name; `None` if a label is empty or too long.

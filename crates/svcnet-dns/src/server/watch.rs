@@ -1,6 +1,8 @@
-//! The control side: reflectors over the API's Services, EndpointSlices and (for verified pod
-//! records) Pods, and the task that rebuilds the [`Index`] from them and swaps it in.
+//! The control side: watches over the API's Services, EndpointSlices and (for verified pod
+//! records) Pods, kept as the records DNS needs, and the task that rebuilds the [`Index`] from
+//! them and swaps it in.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
@@ -8,14 +10,15 @@ use std::time::Duration;
 use futures::{Future, StreamExt};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
-use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::Shared;
-use crate::index::{Index, IndexInput, PodsMode};
+use crate::index::{Index, PodsMode};
+use crate::model::{PodRecord, Records, ServiceRecord, SliceRecord};
 
 /// A burst of changes is folded into one rebuild once no change has come for this long...
 pub(crate) const DEBOUNCE_QUIET: Duration = Duration::from_millis(10);
@@ -81,59 +84,104 @@ impl IndexReader {
 
 // === the watch tasks ===
 
-/// The reflector stores and the signals between the watch streams and the rebuild task.
+/// Objects per page of a watch's list. With kube's default of 500, each page of a
+/// 10,000-Service list is a ~350 KB response decoded into 500 objects at once; those larger
+/// buffers left `svcnet dns` ~4 MB more resident after the list (and its peak ~5 MB higher)
+/// than pages of 100, which sync as fast on loopback.
+const LIST_PAGE_SIZE: u32 = 100;
+
+/// One watch's objects, as the records DNS needs ([`crate::model`]), keyed by namespace and
+/// name.
+///
+/// This replaces kube's reflector stores, which hold whole k8s-openapi objects: even stripped
+/// of annotations and status they took ~1.3 KB per Service (the struct alone is 824 bytes),
+/// 13 MB at 10,000 Services, and each rebuild deep-cloned all of them (another 11 MB at the
+/// peak). A record with its key is ~300 bytes, and a rebuild only clones `Arc`s.
+pub(crate) struct RecordStore<T> {
+    records: RwLock<HashMap<ObjectKey, Arc<T>>>,
+}
+
+/// An object's namespace and name.
+type ObjectKey = (Option<Box<str>>, Box<str>);
+
+fn object_key(meta: &ObjectMeta) -> ObjectKey {
+    (
+        meta.namespace.as_deref().map(Box::from),
+        meta.name.as_deref().unwrap_or_default().into(),
+    )
+}
+
+impl<T> RecordStore<T> {
+    fn new() -> Arc<Self> {
+        Arc::new(RecordStore {
+            records: RwLock::new(HashMap::new()),
+        })
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<ObjectKey, Arc<T>>> {
+        self.records.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Every record now, for a rebuild.
+    fn snapshot(&self) -> Vec<Arc<T>> {
+        let records = self.records.read().unwrap_or_else(PoisonError::into_inner);
+        records.values().cloned().collect()
+    }
+}
+
+/// The record stores and the signals between the watch streams and the rebuild task.
 pub(crate) struct Watches {
-    services: Store<Service>,
-    slices: Store<EndpointSlice>,
-    pods: Option<Store<Pod>>,
+    services: Arc<RecordStore<ServiceRecord>>,
+    slices: Arc<RecordStore<SliceRecord>>,
+    pods: Option<Arc<RecordStore<PodRecord>>>,
     /// One flag per watch, set at its first complete list.
     listed: Vec<Arc<AtomicBool>>,
     changed: Arc<Notify>,
 }
 
-/// A reflector's driving future, to spawn.
+/// A watch's driving future, to spawn.
 pub(crate) type Driver = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// Starts the reflectors; returns the stores and the futures that drive them.
+/// Starts the watches; returns the stores and the futures that drive them.
 pub(crate) fn watch(client: &kube::Client, pods_mode: PodsMode) -> (Watches, Vec<Driver>) {
     let changed = Arc::new(Notify::new());
     let mut listed = Vec::new();
     let mut drivers: Vec<Driver> = Vec::new();
 
-    let (services, writer) = reflector::store::<Service>();
+    let services = RecordStore::new();
     let flag = Arc::new(AtomicBool::new(false));
     drivers.push(Box::pin(drive(
         Api::<Service>::all(client.clone()),
-        writer,
+        services.clone(),
+        ServiceRecord::new,
         flag.clone(),
         changed.clone(),
         "Service",
-        strip_service,
     )));
     listed.push(flag);
 
-    let (slices, writer) = reflector::store::<EndpointSlice>();
+    let slices = RecordStore::new();
     let flag = Arc::new(AtomicBool::new(false));
     drivers.push(Box::pin(drive(
         Api::<EndpointSlice>::all(client.clone()),
-        writer,
+        slices.clone(),
+        SliceRecord::new,
         flag.clone(),
         changed.clone(),
         "EndpointSlice",
-        strip_slice,
     )));
     listed.push(flag);
 
     let pods = (pods_mode == PodsMode::Verified).then(|| {
-        let (pods, writer) = reflector::store::<Pod>();
+        let pods = RecordStore::new();
         let flag = Arc::new(AtomicBool::new(false));
         drivers.push(Box::pin(drive(
             Api::<Pod>::all(client.clone()),
-            writer,
+            pods.clone(),
+            PodRecord::new,
             flag.clone(),
             changed.clone(),
             "Pod",
-            strip_pod,
         )));
         listed.push(flag);
         pods
@@ -149,88 +197,54 @@ pub(crate) fn watch(client: &kube::Client, pods_mode: PodsMode) -> (Watches, Vec
     (watches, drivers)
 }
 
-// The caches keep only what answers need: at 10,000 Services the full objects (annotations
-// such as kubectl's last-applied-configuration, managed fields, status) were most of the
-// server's memory.
-
-fn strip_meta(m: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) {
-    m.annotations = None;
-    m.managed_fields = None;
-    m.owner_references = None;
-    m.finalizers = None;
-    m.generate_name = None;
-    m.uid = None;
-    m.creation_timestamp = None;
-}
-
-fn strip_service(s: &mut Service) {
-    strip_meta(&mut s.metadata);
-    s.metadata.labels = None;
-    s.status = None;
-    if let Some(spec) = s.spec.as_mut() {
-        spec.selector = None;
-        spec.session_affinity_config = None;
-        spec.load_balancer_source_ranges = None;
-    }
-}
-
-fn strip_slice(s: &mut EndpointSlice) {
-    strip_meta(&mut s.metadata);
-    if let Some(l) = s.metadata.labels.as_mut() {
-        l.retain(|k, _| k == "kubernetes.io/service-name");
-    }
-    for e in &mut s.endpoints {
-        e.target_ref = None;
-        e.hints = None;
-        e.deprecated_topology = None;
-    }
-}
-
-fn strip_pod(p: &mut Pod) {
-    strip_meta(&mut p.metadata);
-    p.metadata.labels = None;
-    p.spec = None;
-    if let Some(st) = p.status.as_mut() {
-        st.conditions = None;
-        st.container_statuses = None;
-        st.init_container_statuses = None;
-        st.ephemeral_container_statuses = None;
-    }
-}
-
-/// Runs one reflector forever (the watcher backs off and relists on errors), raising `listed`
-/// at its first complete list and signalling `changed` after every change to its store.
-async fn drive<K>(
+/// Runs one watch forever (the watcher backs off and relists on errors), keeping `store` in
+/// step with it, raising `listed` at its first complete list and signalling `changed` after
+/// every change to the store.
+async fn drive<K, T>(
     api: Api<K>,
-    writer: reflector::store::Writer<K>,
+    store: Arc<RecordStore<T>>,
+    record: fn(&K) -> T,
     listed: Arc<AtomicBool>,
     changed: Arc<Notify>,
     kind: &'static str,
-    strip: fn(&mut K),
 ) where
     K: kube::Resource<DynamicType = ()>
         + Clone
         + serde::de::DeserializeOwned
         + std::fmt::Debug
         + Send
-        + Sync
         + 'static,
 {
-    watcher(api, watcher::Config::default())
+    // A relist is collected here and swapped in whole at its InitDone, as kube's reflector
+    // does: until then answers come from the previous list.
+    let mut relist: HashMap<ObjectKey, Arc<T>> = HashMap::new();
+    let config = watcher::Config::default().page_size(LIST_PAGE_SIZE);
+    watcher(api, config)
         .default_backoff()
-        .modify(strip)
-        .reflect(writer)
         .for_each(|event| {
             match event {
+                Ok(watcher::Event::Init) => relist.clear(),
+                Ok(watcher::Event::InitApply(obj)) => {
+                    relist.insert(object_key(obj.meta()), Arc::new(record(&obj)));
+                }
                 Ok(watcher::Event::InitDone) => {
+                    let mut listed_now = std::mem::take(&mut relist);
+                    listed_now.shrink_to_fit();
+                    *store.write() = listed_now;
                     if !listed.swap(true, Ordering::AcqRel) {
                         tracing::debug!(kind, "initial list complete");
                     }
                     changed.notify_one();
                 }
-                // The store swaps in a relist only at its InitDone.
-                Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
-                Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) => changed.notify_one(),
+                Ok(watcher::Event::Apply(obj)) => {
+                    let key = object_key(obj.meta());
+                    store.write().insert(key, Arc::new(record(&obj)));
+                    changed.notify_one();
+                }
+                Ok(watcher::Event::Delete(obj)) => {
+                    store.write().remove(&object_key(obj.meta()));
+                    changed.notify_one();
+                }
                 Err(e) => tracing::warn!(kind, error = %e, "watch failed; retrying"),
             }
             futures::future::ready(())
@@ -271,34 +285,23 @@ pub(crate) async fn maintain_index(
         if !watches.listed.iter().all(|f| f.load(Ordering::Acquire)) {
             continue;
         }
-        let services: Vec<Service> = watches
-            .services
-            .state()
-            .iter()
-            .map(|s| (**s).clone())
-            .collect();
-        let slices: Vec<EndpointSlice> = watches
-            .slices
-            .state()
-            .iter()
-            .map(|s| (**s).clone())
-            .collect();
-        let pods: Vec<Pod> = watches
+        // The records are shared with the stores, not copied.
+        let services = watches.services.snapshot();
+        let slices = watches.slices.snapshot();
+        let pods = watches
             .pods
             .as_ref()
-            .map(|p| p.state().iter().map(|p| (**p).clone()).collect())
+            .map(|p| p.snapshot())
             .unwrap_or_default();
         let zone = zone.clone();
         let started = Instant::now();
         let built = tokio::task::spawn_blocking(move || {
-            Index::build(&IndexInput {
-                services: &services,
-                slices: &slices,
-                pods: &pods,
-                zone: &zone,
-                ttl,
-                pods_mode,
-            })
+            let records = Records {
+                services: services.iter().map(|s| &**s).collect(),
+                slices: slices.iter().map(|s| &**s).collect(),
+                pods: pods.iter().map(|p| &**p).collect(),
+            };
+            Index::from_records(&records, &zone, ttl, pods_mode)
         })
         .await;
         match built {
@@ -320,6 +323,7 @@ pub(crate) async fn maintain_index(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::index::IndexInput;
 
     #[tokio::test(start_paused = true)]
     async fn a_lone_change_settles_after_the_quiet_time() {
