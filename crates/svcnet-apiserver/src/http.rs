@@ -608,10 +608,9 @@ async fn run_watch(
     let mut first_table = true;
     let filtered = !p.labels.is_empty() || !p.fields.0.is_empty();
     // Watch lines from stored bytes; objects are parsed only to filter or print a table row.
-    // A filtered watch tracks which objects the client holds, so an object that starts
-    // matching arrives as ADDED and one that stops matching as DELETED (as kube-apiserver's
-    // watch cache does).
-    let mut held: std::collections::HashSet<String> = std::collections::HashSet::new();
+    // A filtered watch tracks which objects the client holds (`held`, below), so an object
+    // that starts matching arrives as ADDED and one that stops matching as DELETED (as
+    // kube-apiserver's watch cache does).
     let line = |held: &mut std::collections::HashSet<String>,
                 kind: &str,
                 key: &str,
@@ -674,46 +673,29 @@ async fn run_watch(
     }
     // What the client holds when the stream starts: the initial list it is sent, or, when it
     // resumes from a resourceVersion, the objects matching now (the closest we can know).
-    let mut seed: Vec<String> = Vec::new();
-    if filtered && !initial {
-        let page = reg
-            .list(
-                res,
-                ns,
-                &ListOptions {
-                    labels: p.labels.clone(),
-                    fields: p.fields.clone(),
-                    limit: None,
-                    continue_token: None,
-                },
-            )
-            .await?;
+    let page = if initial || filtered {
+        let opts = ListOptions {
+            labels: p.labels.clone(),
+            fields: p.fields.clone(),
+            limit: None,
+            continue_token: None,
+        };
+        Some(reg.list(res, ns, &opts).await?)
+    } else {
+        None
+    };
+    let mut held: std::collections::HashSet<String> = std::collections::HashSet::new();
+    if filtered && let Some(page) = &page {
         for raw in &page.items {
             if let Ok(obj) = serde_json::from_slice::<Value>(raw) {
-                seed.push(res.key(
+                held.insert(res.key(
                     obj["metadata"]["namespace"].as_str(),
                     obj["metadata"]["name"].as_str().unwrap_or(""),
                 ));
             }
         }
     }
-    if initial
-        && (p.resource_version.is_none()
-            || p.resource_version.as_deref() == Some("0")
-            || p.send_initial == Some(true))
-    {
-        let page = reg
-            .list(
-                res,
-                ns,
-                &ListOptions {
-                    labels: p.labels.clone(),
-                    fields: p.fields.clone(),
-                    limit: None,
-                    continue_token: None,
-                },
-            )
-            .await?;
+    if let Some(page) = page.filter(|_| initial) {
         for raw in &page.items {
             let l = if p.table {
                 let obj: Value =
@@ -740,17 +722,6 @@ async fn run_watch(
             }
         }
         last_rv = page.revision;
-        if filtered {
-            for raw in &page.items {
-                if let Ok(obj) = serde_json::from_slice::<Value>(raw) {
-                    let key = res.key(
-                        obj["metadata"]["namespace"].as_str(),
-                        obj["metadata"]["name"].as_str().unwrap_or(""),
-                    );
-                    seed.push(key);
-                }
-            }
-        }
         if p.send_initial == Some(true) {
             let bm = json!({"kind": res.kind, "apiVersion": res.api_version(), "metadata": {
                 "resourceVersion": last_rv.to_string(),
@@ -760,7 +731,6 @@ async fn run_watch(
             }
         }
     }
-    held.extend(seed);
     let mut events = reg.store().watch(&res.prefix(ns), last_rv).await?;
     let mut bookmark = tokio::time::interval(reg.config().bookmark_interval);
     bookmark.tick().await;

@@ -204,7 +204,7 @@ mod tests {
         let client: IpAddr = "10.244.1.9".parse().unwrap();
         let now = Instant::now();
         b.update(&addrs(3), Some(Duration::from_secs(60)));
-        let pinned = b.pick(client, &[], now).unwrap();
+        b.pick(client, &[], now).unwrap();
         b.update(&addrs(3), None);
         let spread: std::collections::HashSet<_> =
             (0..6).map(|_| b.pick(client, &[], now).unwrap()).collect();
@@ -212,7 +212,6 @@ mod tests {
         b.update(&addrs(3), Some(Duration::from_secs(60)));
         let again = b.pick(client, &[], now).unwrap();
         assert!((0..10).all(|_| b.pick(client, &[], now).unwrap() == again));
-        let _ = pinned;
     }
 
     #[test]

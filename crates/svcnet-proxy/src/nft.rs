@@ -44,37 +44,27 @@ pub fn render(rules: &[(Vip, VipAction)]) -> String {
         s,
         "table inet {TABLE}\ndelete table inet {TABLE}\ntable inet {TABLE} {{"
     );
-    let _ = writeln!(
-        s,
-        "  chain nat-prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;"
-    );
-    for (vip, action) in rules {
-        if let VipAction::Redirect(port) = action {
-            let _ = writeln!(
-                s,
-                "    {} {} dport {} redirect to :{port}",
-                daddr(vip.ip),
-                vip.protocol.nft(),
-                vip.port
-            );
+    for (chain, hook, priority) in [
+        ("nat-prerouting", "prerouting", "dstnat"),
+        ("nat-output", "output", "-100"),
+    ] {
+        let _ = writeln!(
+            s,
+            "  chain {chain} {{\n    type nat hook {hook} priority {priority}; policy accept;"
+        );
+        for (vip, action) in rules {
+            if let VipAction::Redirect(port) = action {
+                let _ = writeln!(
+                    s,
+                    "    {} {} dport {} redirect to :{port}",
+                    daddr(vip.ip),
+                    vip.protocol.nft(),
+                    vip.port
+                );
+            }
         }
+        let _ = writeln!(s, "  }}");
     }
-    let _ = writeln!(
-        s,
-        "  }}\n  chain nat-output {{\n    type nat hook output priority -100; policy accept;"
-    );
-    for (vip, action) in rules {
-        if let VipAction::Redirect(port) = action {
-            let _ = writeln!(
-                s,
-                "    {} {} dport {} redirect to :{port}",
-                daddr(vip.ip),
-                vip.protocol.nft(),
-                vip.port
-            );
-        }
-    }
-    let _ = writeln!(s, "  }}");
     // Refusals happen before NAT (priority dstnat - 10), on prerouting for pods and output for
     // local clients: served ports pass, anything else addressed to a live VIP (a port without
     // endpoints, or a port the Service does not have) is refused at once, as kube-proxy's

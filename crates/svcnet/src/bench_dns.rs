@@ -1,7 +1,6 @@
 //! `svcnet bench dns`: `dnsperf` against `svcnet dns` and, in the same run, against NSD serving
 //! a zone with the same Services' records; QPS, latency and server RSS.
 
-use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -229,7 +228,6 @@ pub async fn run(args: DnsBench) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let _ = SocketAddr::from(([127, 0, 0, 1], svc_port));
     println!(
         "svcnet bench dns: {} Services; dnsperf -c {} -T {} -q {} -l {} over loopback, random cluster names (A); NSD 4 with server-count 2",
         args.services, args.clients, args.clients, args.outstanding, args.seconds
