@@ -66,6 +66,12 @@ pub fn refused(query: &[u8]) -> Option<Vec<u8>> {
     error_reply(query, rcode::REFUSED)
 }
 
+/// A FORMERR reply to `query`, for a datagram too long for the server's buffer (it arrived
+/// cut); `None` when the packet does not deserve a reply at all. Never longer than the query.
+pub(crate) fn formerr(query: &[u8]) -> Option<Vec<u8>> {
+    error_reply(query, rcode::FORMERR)
+}
+
 fn error_reply(query: &[u8], rcode: u16) -> Option<Vec<u8>> {
     match Query::parse(query) {
         Ok(q) => Some(q.empty_reply(rcode, false)),

@@ -4,8 +4,8 @@
 //! Services and EndpointSlices (and Pods in [`PodsMode::Verified`]), and serves
 //! [`Index::empty_not_synced`] (SERVFAIL for cluster names) until every watch has listed
 //! once. After that each burst of changes rebuilds the index from the watches' stores (of
-//! compact records, not whole objects) and swaps it in whole; the UDP workers and TCP
-//! connections read it without locks.
+//! compact records, not whole objects) and swaps it in whole; the UDP threads (batches of
+//! datagrams per system call, see the `udp` module) and TCP connections read it without locks.
 //!
 //! Names outside the cluster's zones go to the configured upstreams (see the `forward` module
 //! for the transport and cache rules), or get REFUSED when forwarding is off. `/health`,
@@ -14,6 +14,7 @@
 
 mod forward;
 mod metrics;
+mod udp;
 mod watch;
 
 use std::future::Future;
@@ -30,14 +31,15 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout};
 
 use self::forward::Forwarder;
 use self::metrics::{DnsMetrics, Proto, RequestCounters};
-use self::watch::{IndexCell, IndexReader};
+use self::udp::UdpWorkers;
+use self::watch::IndexCell;
 use crate::answer::{Answer, answer, refused};
 use crate::index::{Index, PodsMode};
 
@@ -98,7 +100,7 @@ pub enum ServerError {
     },
 }
 
-/// What the UDP workers, TCP connections, rebuild task and health server share.
+/// What the UDP threads, TCP connections, rebuild task and health server share.
 struct Shared {
     index: Arc<IndexCell>,
     /// Set at the first index built from synced data.
@@ -120,6 +122,7 @@ pub struct DnsServer {
     pub health_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
     tasks: Vec<JoinHandle<()>>,
+    udp: UdpWorkers,
 }
 
 impl std::fmt::Debug for DnsServer {
@@ -215,11 +218,15 @@ impl DnsServer {
             config.pods_mode,
         )));
 
-        let udp = Arc::new(udp);
-        let workers = std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 8));
-        for _ in 0..workers {
-            tasks.push(tokio::spawn(udp_worker(udp.clone(), shared.clone())));
-        }
+        // One UDP thread per core this process may run on (its CPU affinity).
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 8));
+        let udp = UdpWorkers::start(udp, shared.clone(), threads).map_err(|source| {
+            ServerError::Bind {
+                what: "UDP (threads)",
+                addr: udp_addr,
+                source,
+            }
+        })?;
         tasks.push(tokio::spawn(tcp_acceptor(tcp, shared.clone())));
         if let Some(listener) = health {
             tasks.push(tokio::spawn(serve_health(listener, shared.clone())));
@@ -231,6 +238,7 @@ impl DnsServer {
             health_addr,
             shared,
             tasks,
+            udp,
         })
     }
 
@@ -249,7 +257,8 @@ impl DnsServer {
         self.shared.metrics.encode()
     }
 
-    /// Stops every task (open TCP connections are closed) and waits for them to end.
+    /// Stops every task and UDP thread (open TCP connections are closed) and waits for them
+    /// to end, so the port is free again when this returns.
     pub async fn shutdown(mut self) {
         let tasks = std::mem::take(&mut self.tasks);
         for t in &tasks {
@@ -258,6 +267,13 @@ impl DnsServer {
         for t in tasks {
             let _ = t.await;
         }
+        let threads = self.udp.stop();
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
     }
 }
 
@@ -299,17 +315,15 @@ fn parse_resolv_conf(text: &str) -> Vec<SocketAddr> {
 
 /// Binds UDP and TCP on the same address and port; with port 0, retries until a port is free
 /// for both.
-async fn bind_dns(listen: SocketAddr) -> Result<(UdpSocket, TcpListener), ServerError> {
+async fn bind_dns(listen: SocketAddr) -> Result<(std::net::UdpSocket, TcpListener), ServerError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let udp = UdpSocket::bind(listen)
-            .await
-            .map_err(|source| ServerError::Bind {
-                what: "UDP",
-                addr: listen,
-                source,
-            })?;
+        let udp = std::net::UdpSocket::bind(listen).map_err(|source| ServerError::Bind {
+            what: "UDP",
+            addr: listen,
+            source,
+        })?;
         let addr = local_addr(&udp, listen, "UDP")?;
         match TcpListener::bind(addr).await {
             Ok(tcp) => return Ok((udp, tcp)),
@@ -328,7 +342,7 @@ async fn bind_dns(listen: SocketAddr) -> Result<(UdpSocket, TcpListener), Server
 }
 
 fn local_addr(
-    udp: &UdpSocket,
+    udp: &std::net::UdpSocket,
     listen: SocketAddr,
     what: &'static str,
 ) -> Result<SocketAddr, ServerError> {
@@ -337,84 +351,6 @@ fn local_addr(
         addr: listen,
         source,
     })
-}
-
-// === UDP ===
-
-/// One of several tasks reading the shared UDP socket: answer, reply, repeat. Forwarded
-/// queries run in their own tasks so a slow upstream does not stall the worker.
-async fn udp_worker(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
-    let mut buf = vec![0u8; 65535];
-    let mut reader: IndexReader = shared.index.reader();
-    let mut counters = RequestCounters::default();
-    loop {
-        let (len, peer) = match socket.recv_from(&mut buf).await {
-            Ok(received) => received,
-            Err(e) => {
-                tracing::trace!(error = %e, "UDP receive failed");
-                tokio::task::yield_now().await;
-                continue;
-            }
-        };
-        let started = Instant::now();
-        let query = &buf[..len];
-        let reply = match answer(reader.get(), query, Some(UDP_MAX_REPLY)) {
-            Answer::Reply(reply) => reply,
-            Answer::Drop => {
-                shared.metrics.dropped();
-                continue;
-            }
-            Answer::Forward => match forward_udp(&shared, &socket, query, peer, started) {
-                Some(reply) => reply,
-                None => continue,
-            },
-        };
-        if let Err(e) = socket.send_to(&reply, peer).await {
-            tracing::trace!(%peer, error = %e, "UDP send failed");
-        }
-        counters.replied(
-            &shared.metrics,
-            Proto::Udp,
-            query,
-            &reply,
-            started.elapsed(),
-        );
-    }
-}
-
-/// Starts forwarding one UDP query in its own task; returns the reply to send right away when
-/// the query is not forwarded (forwarding off, or too many in flight: REFUSED).
-fn forward_udp(
-    shared: &Arc<Shared>,
-    socket: &Arc<UdpSocket>,
-    query: &[u8],
-    peer: SocketAddr,
-    started: Instant,
-) -> Option<Vec<u8>> {
-    if shared.forwarder.is_none() {
-        return refused(query);
-    }
-    let Ok(permit) = shared.forward_slots.clone().try_acquire_owned() else {
-        shared.metrics.forward_refused.inc();
-        return refused(query);
-    };
-    let (shared, socket, query) = (shared.clone(), socket.clone(), query.to_vec());
-    tokio::spawn(async move {
-        let _permit = permit;
-        let Some(forwarder) = shared.forwarder.as_ref() else {
-            return;
-        };
-        let Some(reply) = forwarder.resolve(&query, Some(UDP_MAX_REPLY)).await else {
-            return;
-        };
-        if let Err(e) = socket.send_to(&reply, peer).await {
-            tracing::trace!(%peer, error = %e, "UDP send failed");
-        }
-        shared
-            .metrics
-            .replied(Proto::Udp, &query, &reply, started.elapsed());
-    });
-    None
 }
 
 // === TCP ===

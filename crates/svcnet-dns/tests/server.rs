@@ -196,6 +196,21 @@ fn dns_config(upstreams: Vec<SocketAddr>, forward: bool) -> DnsConfig {
     }
 }
 
+/// A DNS server whose API address has nothing listening: it never syncs (cluster names get
+/// SERVFAIL), which is all a test of the transport or of forwarding needs.
+async fn unsynced_dns(upstreams: Vec<SocketAddr>, forward: bool) -> anyhow::Result<DnsServer> {
+    let closed = TcpListener::bind("127.0.0.1:0").await?.local_addr()?;
+    let client = kube::Client::try_from(kube::Config::new(format!("http://{closed}").parse()?))?;
+    Ok(DnsServer::start(client, dns_config(upstreams, forward)).await?)
+}
+
+/// A UDP socket on loopback connected to `server`.
+async fn udp_client(server: SocketAddr) -> anyhow::Result<UdpSocket> {
+    let socket = UdpSocket::bind("127.0.0.1:0").await?;
+    socket.connect(server).await?;
+    Ok(socket)
+}
+
 async fn wait_ready(dns: &DnsServer) {
     let deadline = Instant::now() + CHANGE_BOUND;
     while !dns.is_ready() {
@@ -274,8 +289,7 @@ async fn status(port: u16, args: &[&str]) -> String {
 
 /// One query over UDP without dig, for fast polling.
 async fn ask(addr: SocketAddr, name: &str, qtype: RecordType) -> Option<Message> {
-    let socket = UdpSocket::bind("127.0.0.1:0").await.ok()?;
-    socket.connect(addr).await.ok()?;
+    let socket = udp_client(addr).await.ok()?;
     socket.send(&common::query(name, qtype)).await.ok()?;
     let mut buf = vec![0u8; 65535];
     let n = tokio::time::timeout(Duration::from_secs(1), socket.recv(&mut buf))
@@ -786,10 +800,8 @@ async fn next_upstream_after_timeout_and_servfail_when_all_fail() -> anyhow::Res
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn servfail_until_synced() -> anyhow::Result<()> {
     // An API address where nothing listens.
-    let closed = TcpListener::bind("127.0.0.1:0").await?.local_addr()?;
-    let client = kube::Client::try_from(kube::Config::new(format!("http://{closed}").parse()?))?;
     let upstream = fake_upstream().await?;
-    let dns = DnsServer::start(client, dns_config(vec![upstream.addr], true)).await?;
+    let dns = unsynced_dns(vec![upstream.addr], true).await?;
 
     let reply = ask(
         dns.udp_addr,
@@ -814,11 +826,8 @@ async fn servfail_until_synced() -> anyhow::Result<()> {
 /// Garbage on either transport gets no panic and no reply bigger than itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn survives_garbage() -> anyhow::Result<()> {
-    let closed = TcpListener::bind("127.0.0.1:0").await?.local_addr()?;
-    let client = kube::Client::try_from(kube::Config::new(format!("http://{closed}").parse()?))?;
-    let dns = DnsServer::start(client, dns_config(Vec::new(), false)).await?;
-    let socket = UdpSocket::bind("127.0.0.1:0").await?;
-    socket.connect(dns.udp_addr).await?;
+    let dns = unsynced_dns(Vec::new(), false).await?;
+    let socket = udp_client(dns.udp_addr).await?;
     let mut buf = vec![0u8; 65535];
     let packets: Vec<Vec<u8>> = vec![
         vec![],
@@ -856,5 +865,154 @@ async fn survives_garbage() -> anyhow::Result<()> {
     tcp.read_exact(&mut reply).await?;
     let reply = Message::from_vec(&reply)?;
     assert_eq!(reply.metadata.response_code, ResponseCode::Refused);
+    Ok(())
+}
+
+/// The value of an unlabelled metric line (`name value`) in the `/metrics` text.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in metrics:\n{text}"))
+}
+
+/// Many clients with queries in flight at once. The UDP threads take several datagrams per
+/// receive call (recvmmsg) and send the replies in one call (sendmmsg): every reply must reach
+/// the socket that asked, once, with its query's ID and the answer to the name that query
+/// asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bursts_are_answered_in_batches_each_reply_to_its_sender() -> anyhow::Result<()> {
+    const CLIENTS: usize = 4;
+    const PER_CLIENT: u16 = 300;
+    const WINDOW: u16 = 16;
+    let cluster = start_cluster().await?;
+    let dns = DnsServer::start(cluster.client.clone(), dns_config(Vec::new(), false)).await?;
+    wait_ready(&dns).await;
+    let services: Api<Service> = Api::namespaced(cluster.client.clone(), "default");
+    let mut expected = Vec::new();
+    for name in ["alpha", "beta", "gamma"] {
+        let svc = create_service(
+            &services,
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+                "spec": {"ports": [{"port": 80}]}}),
+        )
+        .await;
+        let ip = cluster_ips(&svc)[0].clone();
+        let fqdn = format!("{name}.default.svc.cluster.local.");
+        wait_answer(dns.udp_addr, &fqdn, name, |m| {
+            addresses(m) == vec![ip.clone()]
+        })
+        .await;
+        expected.push((fqdn, ip));
+    }
+    let before = dns.metrics_text();
+    let expected = Arc::new(expected);
+    let mut clients = Vec::new();
+    for c in 0..CLIENTS {
+        let (expected, server) = (expected.clone(), dns.udp_addr);
+        clients.push(tokio::spawn(async move {
+            let socket = udp_client(server).await?;
+            // Query `id` of client `c` asks for name (id + c) mod 3.
+            let asked = |id: u16| &expected[(usize::from(id) + c) % expected.len()];
+            let packet = |id: u16| {
+                let mut q = common::query(&asked(id).0, RecordType::A);
+                q[..2].copy_from_slice(&id.to_be_bytes());
+                q
+            };
+            let mut sent = 0;
+            while sent < WINDOW {
+                socket.send(&packet(sent)).await?;
+                sent += 1;
+            }
+            let mut answered = vec![false; usize::from(PER_CLIENT)];
+            let mut buf = vec![0u8; 2048];
+            for _ in 0..PER_CLIENT {
+                let n = tokio::time::timeout(Duration::from_secs(5), socket.recv(&mut buf))
+                    .await
+                    .map_err(|_| anyhow::anyhow!("client {c}: a reply is missing"))??;
+                let msg = Message::from_vec(&buf[..n])?;
+                let id = msg.metadata.id;
+                anyhow::ensure!(
+                    id < PER_CLIENT && !answered[usize::from(id)],
+                    "client {c}: unexpected or repeated ID {id}"
+                );
+                answered[usize::from(id)] = true;
+                let (name, ip) = asked(id);
+                anyhow::ensure!(
+                    addresses(&msg) == vec![ip.clone()],
+                    "client {c}, query {id} for {name}: got {:?}",
+                    addresses(&msg)
+                );
+                if sent < PER_CLIENT {
+                    socket.send(&packet(sent)).await?;
+                    sent += 1;
+                }
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for c in clients {
+        c.await??;
+    }
+    let after = dns.metrics_text();
+    let delta = |name: &str| metric(&after, name) - metric(&before, name);
+    let queries = (CLIENTS * usize::from(PER_CLIENT)) as f64;
+    assert_eq!(
+        delta("svcnet_dns_udp_batch_size_sum"),
+        queries,
+        "every datagram is counted in exactly one batch"
+    );
+    let calls = delta("svcnet_dns_udp_batch_size_count");
+    assert!(
+        calls < queries,
+        "{queries} queries took {calls} receive calls: no batch held more than one datagram"
+    );
+    dns.shutdown().await;
+    Ok(())
+}
+
+/// A datagram longer than the server's receive slot arrives cut short: it gets FORMERR, not an
+/// answer made from part of a packet. The same query padded to fit is answered normally
+/// (trailing bytes after the records are ignored), which is what the cut one would have got.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_datagram_is_formerr() -> anyhow::Result<()> {
+    let dns = unsynced_dns(Vec::new(), false).await?;
+    let socket = udp_client(dns.udp_addr).await?;
+    let mut buf = vec![0u8; 65535];
+    for (padded_to, rcode) in [
+        (3000, ResponseCode::Refused),
+        (5000, ResponseCode::FormErr),
+        (60000, ResponseCode::FormErr),
+    ] {
+        let mut q = common::query("example.test.", RecordType::A);
+        q.resize(padded_to, 0);
+        socket.send(&q).await?;
+        let n = tokio::time::timeout(Duration::from_secs(2), socket.recv(&mut buf))
+            .await
+            .expect("a reply")?;
+        let reply = Message::from_vec(&buf[..n])?;
+        assert_eq!(
+            reply.metadata.response_code, rcode,
+            "{padded_to}-byte query"
+        );
+        assert_eq!(reply.metadata.id, common::ID);
+        assert!(n < padded_to);
+    }
+    dns.shutdown().await;
+    Ok(())
+}
+
+/// `shutdown` returns only when the UDP threads have let go of the socket: the port can be
+/// bound again at once (a restart on the same port).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_frees_the_port() -> anyhow::Result<()> {
+    let dns = unsynced_dns(Vec::new(), false).await?;
+    let addr = dns.udp_addr;
+    let reply = ask(addr, "example.test.", RecordType::A).await;
+    assert!(reply.is_some(), "answering before shutdown");
+    let started = Instant::now();
+    dns.shutdown().await;
+    assert!(started.elapsed() < Duration::from_secs(5), "shutdown hangs");
+    std::net::UdpSocket::bind(addr).expect("UDP port free after shutdown");
+    std::net::TcpListener::bind(addr).expect("TCP port free after shutdown");
     Ok(())
 }

@@ -1,5 +1,12 @@
 //! `svcnet bench dns`: `dnsperf` against `svcnet dns` and, in the same run, against NSD serving
-//! a zone with the same Services' records; QPS, latency and server RSS.
+//! a zone with the same Services' records; QPS, latency, server CPU and RSS.
+//!
+//! The servers take turns in the order A B B A per round (so neither always runs first on a
+//! warm or a cold machine), and each side's best run is compared. With `--pin` each server runs
+//! on CPU 0 alone and dnsperf (with the API server) on CPU 1, the per-core comparison; without
+//! it everything shares both cores, the whole-machine figure. dnsperf sends one datagram per
+//! system call, so on this 2-core machine it is often the ceiling rather than the server: the
+//! queries per CPU-second of the server process are printed beside the QPS for that reason.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -19,13 +26,19 @@ pub struct DnsBench {
     #[arg(long, default_value_t = 10_000)]
     services: usize,
     /// Seconds per dnsperf run.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 5)]
     seconds: u64,
     /// dnsperf client threads / outstanding queries.
     #[arg(long, default_value_t = 2)]
     clients: usize,
     #[arg(long, default_value_t = 200)]
     outstanding: usize,
+    /// Rounds of A B B A runs (svcnet, NSD, NSD, svcnet); each side's best run counts.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: u32,
+    /// Run each server on CPU 0 alone (NSD with one server process) and dnsperf on CPU 1.
+    #[arg(long)]
+    pin: bool,
 }
 
 struct Killed(Child);
@@ -74,14 +87,44 @@ fn dig_ok(port: u16, name: &str) -> bool {
         .is_ok_and(|o| !o.stdout.is_empty())
 }
 
+/// Clock ticks of user and system time of the processes so far (Linux reports them in units
+/// of USER_HZ, 100 per second).
+fn cpu_ticks(pids: &[u32]) -> u64 {
+    pids.iter()
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // Fields after the command name, which ends at the last ')': state is field 3,
+            // utime and stime are fields 14 and 15.
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+        })
+        .sum()
+}
+
+const USER_HZ: f64 = 100.0;
+
 struct Perf {
     qps: f64,
     avg_ms: f64,
     lost: String,
+    /// Cores the server kept busy during the run (CPU seconds per second).
+    cores: f64,
 }
 
-fn dnsperf(port: u16, queries: &std::path::Path, args: &DnsBench) -> anyhow::Result<Perf> {
-    let out = Command::new("dnsperf")
+fn dnsperf(
+    port: u16,
+    queries: &std::path::Path,
+    args: &DnsBench,
+    server_pids: &[u32],
+) -> anyhow::Result<Perf> {
+    let mut cmd = Command::new(if args.pin { "taskset" } else { "dnsperf" });
+    if args.pin {
+        cmd.args(["-c", "1", "dnsperf"]);
+    }
+    let before = cpu_ticks(server_pids);
+    let started = Instant::now();
+    let out = cmd
         .args([
             "-s",
             "127.0.0.1",
@@ -100,6 +143,14 @@ fn dnsperf(port: u16, queries: &std::path::Path, args: &DnsBench) -> anyhow::Res
         ])
         .output()
         .context("running dnsperf (apt-get install dnsperf)")?;
+    let cores =
+        (cpu_ticks(server_pids) - before) as f64 / USER_HZ / started.elapsed().as_secs_f64();
+    if !out.status.success() {
+        bail!(
+            "dnsperf failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
     let text = String::from_utf8_lossy(&out.stdout);
     let field = |key: &str| {
         text.lines()
@@ -115,19 +166,83 @@ fn dnsperf(port: u16, queries: &std::path::Path, args: &DnsBench) -> anyhow::Res
     Ok(Perf {
         qps: num(field("Queries per second:")),
         avg_ms: num(field("Average Latency (s):")) * 1e3,
-        lost: field("Queries lost:"),
+        lost: field("Queries lost:")
+            .trim_start_matches("Queries lost:")
+            .trim()
+            .to_owned(),
+        cores,
     })
 }
 
+fn print_run(name: &str, p: &Perf) {
+    println!(
+        "  {name:<10} {:>9.0} QPS  avg {:.3} ms  server CPU {:.2} cores ({:.0} queries per CPU-second)  lost {}",
+        p.qps,
+        p.avg_ms,
+        p.cores,
+        p.qps / p.cores.max(1e-9),
+        p.lost
+    );
+}
+
+fn best(runs: &[Perf]) -> &Perf {
+    runs.iter()
+        .max_by(|a, b| a.qps.total_cmp(&b.qps))
+        .expect("at least one run")
+}
+
+fn median_qps(runs: &[Perf]) -> f64 {
+    let mut q: Vec<f64> = runs.iter().map(|r| r.qps).collect();
+    q.sort_by(f64::total_cmp);
+    let n = q.len();
+    if n % 2 == 1 {
+        q[n / 2]
+    } else {
+        (q[n / 2 - 1] + q[n / 2]) / 2.0
+    }
+}
+
+fn pids_of(pattern: &str) -> Vec<u32> {
+    Command::new("pgrep")
+        .args(["-f", pattern])
+        .output()
+        .ok()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter_map(|l| l.trim().parse::<u32>().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 pub async fn run(args: DnsBench) -> anyhow::Result<()> {
-    for tool in ["dnsperf", "nsd", "dig"] {
+    for tool in ["dnsperf", "nsd", "dig", "taskset", "pgrep"] {
         if Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
             .output()
             .map(|o| !o.status.success())
             .unwrap_or(true)
         {
-            bail!("{tool} is not installed (apt-get install dnsperf nsd dnsutils)");
+            bail!(
+                "{tool} is not installed (apt-get install dnsperf nsd dnsutils util-linux procps)"
+            );
+        }
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if args.pin && cpus < 2 {
+        bail!(
+            "--pin needs 2 CPUs (one for the server, one for dnsperf); this process may use {cpus}"
+        );
+    }
+    if args.pin {
+        // The API server and the rest of this process go to CPU 1 with dnsperf.
+        let status = Command::new("taskset")
+            .args(["-a", "-p", "-c", "1", &std::process::id().to_string()])
+            .stdout(Stdio::null())
+            .status()?;
+        if !status.success() {
+            bail!("taskset could not move the benchmark to CPU 1");
         }
     }
     let dir = tempfile::tempdir()?;
@@ -168,7 +283,7 @@ pub async fn run(args: DnsBench) -> anyhow::Result<()> {
     let mut zone = String::from(
         "$TTL 5\n$ORIGIN cluster.local.\n@ IN SOA ns.dns.cluster.local. hostmaster.cluster.local. 1 7200 1800 86400 5\n@ IN NS ns.dns.cluster.local.\nns.dns IN A 127.0.0.1\n",
     );
-    let mut queries = String::new();
+    let mut names = Vec::new();
     for s in &services {
         let name = s.metadata.name.clone().unwrap_or_default();
         let ip = s
@@ -177,7 +292,21 @@ pub async fn run(args: DnsBench) -> anyhow::Result<()> {
             .and_then(|p| p.cluster_ip.clone())
             .unwrap_or_default();
         zone.push_str(&format!("{name}.default.svc IN A {ip}\n"));
-        queries.push_str(&format!("{name}.default.svc.cluster.local A\n"));
+        names.push(name);
+    }
+    // Every name 10 times, shuffled with a fixed seed (a xorshift Fisher-Yates), so dnsperf's
+    // pass over the file is a random walk over the names that is the same for both servers.
+    let mut order: Vec<usize> = (0..names.len() * 10).map(|i| i % names.len()).collect();
+    let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+    for i in (1..order.len()).rev() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        order.swap(i, (state % (i as u64 + 1)) as usize);
+    }
+    let mut queries = String::new();
+    for i in order {
+        queries.push_str(&format!("{}.default.svc.cluster.local A\n", names[i]));
     }
     let zdir = dir.path().join("nsd");
     std::fs::create_dir_all(&zdir)?;
@@ -189,8 +318,17 @@ pub async fn run(args: DnsBench) -> anyhow::Result<()> {
     // svcnet dns as its own process, so its RSS is its own.
     let svc_port = free_port()?;
     let exe = std::fs::read_link("/proc/self/exe")?;
+    let pinned = |program: &std::path::Path| {
+        if args.pin {
+            let mut c = Command::new("taskset");
+            c.args(["-c", "0"]).arg(program);
+            c
+        } else {
+            Command::new(program)
+        }
+    };
     let ours = Killed(
-        Command::new(&exe)
+        pinned(&exe)
             .args([
                 "dns",
                 "--master",
@@ -210,12 +348,14 @@ pub async fn run(args: DnsBench) -> anyhow::Result<()> {
     std::fs::write(
         &conf,
         format!(
-            "server:\n  ip-address: 127.0.0.1@{nsd_port}\n  port: {nsd_port}\n  username: \"\"\n  zonesdir: \"{d}\"\n  pidfile: \"{d}/nsd.pid\"\n  database: \"\"\n  xfrdfile: \"{d}/xfrd.state\"\n  zonelistfile: \"{d}/zone.list\"\n  server-count: 2\n  verbosity: 0\n  hide-version: yes\nremote-control:\n  control-enable: no\nzone:\n  name: cluster.local\n  zonefile: cluster.local.zone\n",
-            d = zdir.display()
+            "server:\n  ip-address: 127.0.0.1@{nsd_port}\n  port: {nsd_port}\n  username: \"\"\n  zonesdir: \"{d}\"\n  pidfile: \"{d}/nsd.pid\"\n  database: \"\"\n  xfrdfile: \"{d}/xfrd.state\"\n  zonelistfile: \"{d}/zone.list\"\n  server-count: {count}\n  reuseport: {reuseport}\n  verbosity: 0\n  hide-version: yes\nremote-control:\n  control-enable: no\nzone:\n  name: cluster.local\n  zonefile: cluster.local.zone\n",
+            d = zdir.display(),
+            count = if args.pin { 1 } else { 2 },
+            reuseport = if args.pin { "no" } else { "yes" },
         ),
     )?;
     let nsd = Killed(
-        Command::new("nsd")
+        pinned(std::path::Path::new("nsd"))
             .args(["-d", "-c", conf.to_str().context("path")?])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -228,43 +368,65 @@ pub async fn run(args: DnsBench) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let nsd_pids = pids_of(&conf.display().to_string());
+    // taskset execs the program, so the child's PID is the server's.
+    let our_pids = [ours.0.id()];
     println!(
-        "svcnet bench dns: {} Services; dnsperf -c {} -T {} -q {} -l {} over loopback, random cluster names (A); NSD 4 with server-count 2",
-        args.services, args.clients, args.clients, args.outstanding, args.seconds
+        "svcnet bench dns: {} Services; dnsperf -c {c} -T {c} -q {} -l {} over loopback, {} names in a fixed shuffled order (A); NSD with server-count {}; {}; {} round(s) of A B B A",
+        args.services,
+        args.outstanding,
+        args.seconds,
+        names.len() * 10,
+        if args.pin { 1 } else { 2 },
+        if args.pin {
+            "each server pinned to CPU 0, dnsperf and the API server to CPU 1"
+        } else {
+            "nothing pinned (servers and dnsperf share both CPUs)"
+        },
+        args.rounds,
+        c = args.clients,
     );
-    let a = dnsperf(svc_port, &qfile, &args)?;
+    let (mut ours_runs, mut nsd_runs) = (Vec::new(), Vec::new());
+    for _ in 0..args.rounds {
+        for side in [0, 1, 1, 0] {
+            if side == 0 {
+                let r = dnsperf(svc_port, &qfile, &args, &our_pids)?;
+                print_run("svcnet dns", &r);
+                ours_runs.push(r);
+            } else {
+                let r = dnsperf(nsd_port, &qfile, &args, &nsd_pids)?;
+                print_run("nsd", &r);
+                nsd_runs.push(r);
+            }
+        }
+    }
     let a_rss = rss_kib(ours.0.id());
-    let b = dnsperf(nsd_port, &qfile, &args)?;
-    let nsd_rss: u64 = Command::new("pgrep")
-        .args(["-f", &conf.display().to_string()])
-        .output()
-        .ok()
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .filter_map(|l| l.trim().parse::<u32>().ok())
-                .map(rss_kib)
-                .sum()
-        })
-        .unwrap_or(0);
+    let nsd_rss: u64 = pids_of(&conf.display().to_string())
+        .into_iter()
+        .map(rss_kib)
+        .sum();
+    let (a, b) = (best(&ours_runs), best(&nsd_runs));
     println!(
-        "svcnet dns: {:.0} QPS, avg latency {:.3} ms, RSS {:.1} MB ({})",
+        "svcnet dns: best {:.0} QPS (median {:.0}), avg latency {:.3} ms, {:.0} queries per CPU-second, RSS {:.1} MB",
         a.qps,
+        median_qps(&ours_runs),
         a.avg_ms,
+        a.qps / a.cores.max(1e-9),
         a_rss as f64 / 1024.0,
-        a.lost
     );
     println!(
-        "nsd:        {:.0} QPS, avg latency {:.3} ms, RSS {:.1} MB over all its processes ({})",
+        "nsd:        best {:.0} QPS (median {:.0}), avg latency {:.3} ms, {:.0} queries per CPU-second, RSS {:.1} MB over all its processes",
         b.qps,
+        median_qps(&nsd_runs),
         b.avg_ms,
+        b.qps / b.cores.max(1e-9),
         nsd_rss as f64 / 1024.0,
-        b.lost
     );
     println!(
-        "ratio svcnet/nsd: QPS {:.2}x, latency {:.2}x (nsd/svcnet)",
+        "ratio svcnet/nsd (best runs): QPS {:.2}x, latency {:.2}x (nsd/svcnet), queries per CPU-second {:.2}x",
         a.qps / b.qps,
-        b.avg_ms / a.avg_ms
+        b.avg_ms / a.avg_ms,
+        (a.qps / a.cores.max(1e-9)) / (b.qps / b.cores.max(1e-9)),
     );
     drop(nsd);
     drop(ours);

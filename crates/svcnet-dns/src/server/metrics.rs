@@ -51,6 +51,7 @@ pub(crate) struct DnsMetrics {
     pub(crate) forward_refused: Counter,
     pub(crate) index_rebuilds: Counter,
     index_build: Histogram,
+    udp_batch: Histogram,
 }
 
 impl DnsMetrics {
@@ -67,6 +68,8 @@ impl DnsMetrics {
         let forward_refused = Counter::default();
         let index_rebuilds = Counter::default();
         let index_build = Histogram::new(exponential_buckets(0.000_1, 2.0, 16));
+        // 1, 2, 4, … 64: the batch limit of one receive call.
+        let udp_batch = Histogram::new(exponential_buckets(1.0, 2.0, 7));
         registry.register(
             "svcnet_dns_requests",
             "Queries answered, by transport, query type and response code",
@@ -117,6 +120,11 @@ impl DnsMetrics {
             "Time to rebuild the answer index",
             index_build.clone(),
         );
+        registry.register(
+            "svcnet_dns_udp_batch_size",
+            "UDP datagrams taken from the socket per receive call (recvmmsg)",
+            udp_batch.clone(),
+        );
         Self {
             registry,
             requests,
@@ -129,6 +137,7 @@ impl DnsMetrics {
             forward_refused,
             index_rebuilds,
             index_build,
+            udp_batch,
         }
     }
 
@@ -165,6 +174,10 @@ impl DnsMetrics {
                 upstream: upstream.to_owned(),
             })
             .inc();
+    }
+
+    pub(crate) fn udp_batch(&self, datagrams: usize) {
+        self.udp_batch.observe(datagrams as f64);
     }
 
     pub(crate) fn index_built(&self, took: Duration) {
