@@ -207,6 +207,15 @@ impl DnsServer {
             forward_slots: Arc::new(Semaphore::new(MAX_CONCURRENT_FORWARDS)),
         });
 
+        // One UDP thread per core this process may run on (its CPU affinity).
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 8));
+        let udp = UdpWorkers::start(udp, shared.clone(), threads).map_err(|source| {
+            ServerError::Bind {
+                what: "UDP (threads)",
+                addr: udp_addr,
+                source,
+            }
+        })?;
         let mut tasks = Vec::new();
         let (watches, drivers) = watch::watch(&client, config.pods_mode);
         tasks.extend(drivers.into_iter().map(tokio::spawn));
@@ -218,15 +227,6 @@ impl DnsServer {
             config.pods_mode,
         )));
 
-        // One UDP thread per core this process may run on (its CPU affinity).
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 8));
-        let udp = UdpWorkers::start(udp, shared.clone(), threads).map_err(|source| {
-            ServerError::Bind {
-                what: "UDP (threads)",
-                addr: udp_addr,
-                source,
-            }
-        })?;
         tasks.push(tokio::spawn(tcp_acceptor(tcp, shared.clone())));
         if let Some(listener) = health {
             tasks.push(tokio::spawn(serve_health(listener, shared.clone())));
@@ -258,7 +258,9 @@ impl DnsServer {
     }
 
     /// Stops every task and UDP thread (open TCP connections are closed) and waits for them
-    /// to end, so the port is free again when this returns.
+    /// to end, so the port is free again when this returns (unless forwarded queries are still
+    /// waiting for an upstream: each holds the socket to send its reply, for at most the
+    /// forwarding timeout).
     pub async fn shutdown(mut self) {
         let tasks = std::mem::take(&mut self.tasks);
         for t in &tasks {

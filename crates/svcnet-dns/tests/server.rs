@@ -947,6 +947,12 @@ async fn bursts_are_answered_in_batches_each_reply_to_its_sender() -> anyhow::Re
                     sent += 1;
                 }
             }
+            // Nothing more comes: a reply sent twice would show up here.
+            if let Ok(Ok(n)) =
+                tokio::time::timeout(Duration::from_millis(200), socket.recv(&mut buf)).await
+            {
+                anyhow::bail!("client {c}: an extra reply of {n} bytes");
+            }
             anyhow::Ok(())
         }));
     }
