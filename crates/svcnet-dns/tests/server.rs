@@ -199,9 +199,13 @@ fn dns_config(upstreams: Vec<SocketAddr>, forward: bool) -> DnsConfig {
 /// A DNS server whose API address has nothing listening: it never syncs (cluster names get
 /// SERVFAIL), which is all a test of the transport or of forwarding needs.
 async fn unsynced_dns(upstreams: Vec<SocketAddr>, forward: bool) -> anyhow::Result<DnsServer> {
+    unsynced_dns_with(dns_config(upstreams, forward)).await
+}
+
+async fn unsynced_dns_with(config: DnsConfig) -> anyhow::Result<DnsServer> {
     let closed = TcpListener::bind("127.0.0.1:0").await?.local_addr()?;
     let client = kube::Client::try_from(kube::Config::new(format!("http://{closed}").parse()?))?;
-    Ok(DnsServer::start(client, dns_config(upstreams, forward)).await?)
+    Ok(DnsServer::start(client, config).await?)
 }
 
 /// A UDP socket on loopback connected to `server`.
@@ -1020,5 +1024,45 @@ async fn shutdown_frees_the_port() -> anyhow::Result<()> {
     assert!(started.elapsed() < Duration::from_secs(5), "shutdown hangs");
     std::net::UdpSocket::bind(addr).expect("UDP port free after shutdown");
     std::net::TcpListener::bind(addr).expect("TCP port free after shutdown");
+    Ok(())
+}
+
+/// An IPv6 listener answers IPv6 peers through the same batched path (their addresses go
+/// through recvmmsg and sendmmsg as `sockaddr_in6`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_over_ipv6_loopback() -> anyhow::Result<()> {
+    if std::net::UdpSocket::bind("[::1]:0").is_err() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "no IPv6 loopback under CI=true"
+        );
+        eprintln!("skipping: no IPv6 loopback here");
+        return Ok(());
+    }
+    let dns = unsynced_dns_with(DnsConfig {
+        listen: "[::1]:0".parse()?,
+        ..dns_config(Vec::new(), false)
+    })
+    .await?;
+    let socket = UdpSocket::bind("[::1]:0").await?;
+    socket.connect(dns.udp_addr).await?;
+    let mut buf = vec![0u8; 2048];
+    for id in 0..32u16 {
+        let mut q = common::query("example.test.", RecordType::A);
+        q[..2].copy_from_slice(&id.to_be_bytes());
+        socket.send(&q).await?;
+    }
+    let mut seen = Vec::new();
+    for _ in 0..32 {
+        let n = tokio::time::timeout(Duration::from_secs(2), socket.recv(&mut buf))
+            .await
+            .expect("a reply over IPv6")?;
+        let reply = Message::from_vec(&buf[..n])?;
+        assert_eq!(reply.metadata.response_code, ResponseCode::Refused);
+        seen.push(reply.metadata.id);
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, (0..32).collect::<Vec<_>>());
+    dns.shutdown().await;
     Ok(())
 }
