@@ -17,7 +17,7 @@ use svcnet_core::endpoints::{self, MANAGED_BY, MANAGED_BY_LABEL, SERVICE_NAME_LA
 use svcnet_store::{EventType, Revision};
 
 use crate::error::{ApiError, Result};
-use crate::registry::{DeleteOptions, Registry, decode_at, now_rfc3339};
+use crate::registry::{DeleteOptions, Registry, decode, now_rfc3339};
 use crate::resources::{ENDPOINT_SLICES, ENDPOINTS, PODS, Resource, SERVICES};
 
 type Key = (String, String);
@@ -94,7 +94,7 @@ impl EndpointSliceController {
     async fn load(&mut self, res: &Resource) -> Result<Revision> {
         let page = self.reg.store.list(&res.prefix(None), None, None).await?;
         for kv in &page.items {
-            self.apply_event(res, EventType::Put, &decode_at(&kv.value, kv.mod_revision)?);
+            self.apply_event(res, EventType::Put, decode(kv)?);
         }
         Ok(page.revision)
     }
@@ -150,17 +150,17 @@ impl EndpointSliceController {
             .into_iter()
             .find(|r| ev.kv.key.starts_with(&r.prefix(None)));
         let Some(res) = res else { return Ok(()) };
-        let obj = decode_at(&ev.kv.value, ev.kv.mod_revision)?;
-        dirty.extend(self.apply_event(res, ev.kind, &obj));
+        let obj = decode(&ev.kv)?;
+        dirty.extend(self.apply_event(res, ev.kind, obj));
         Ok(())
     }
 
     /// Updates the caches; returns the Services whose endpoints may need work.
-    fn apply_event(&mut self, res: &Resource, kind: EventType, obj: &Value) -> Vec<Key> {
+    fn apply_event(&mut self, res: &Resource, kind: EventType, obj: Value) -> Vec<Key> {
         let deleted = kind == EventType::Delete;
         match res.plural {
             "services" => {
-                let Ok(svc) = serde_json::from_value::<Service>(obj.clone()) else {
+                let Ok(svc) = serde_json::from_value::<Service>(obj) else {
                     return vec![];
                 };
                 let k = key_of(&svc.metadata);
@@ -172,7 +172,7 @@ impl EndpointSliceController {
                 vec![k]
             }
             "pods" => {
-                let Ok(pod) = serde_json::from_value::<Pod>(obj.clone()) else {
+                let Ok(pod) = serde_json::from_value::<Pod>(obj) else {
                     return vec![];
                 };
                 let (ns, name) = key_of(&pod.metadata);
@@ -194,7 +194,7 @@ impl EndpointSliceController {
                     .collect()
             }
             "endpointslices" => {
-                let Ok(slice) = serde_json::from_value::<EndpointSlice>(obj.clone()) else {
+                let Ok(slice) = serde_json::from_value::<EndpointSlice>(obj) else {
                     return vec![];
                 };
                 let Some(owner) = managed(&slice) else {
@@ -210,7 +210,7 @@ impl EndpointSliceController {
                 vec![owner]
             }
             "endpoints" => {
-                let Ok(ep) = serde_json::from_value::<Endpoints>(obj.clone()) else {
+                let Ok(ep) = serde_json::from_value::<Endpoints>(obj) else {
                     return vec![];
                 };
                 let k = key_of(&ep.metadata);
@@ -256,7 +256,7 @@ impl EndpointSliceController {
                     } else {
                         EventType::Put
                     };
-                    self.apply_event(op.resource(), kind, &obj);
+                    self.apply_event(op.resource(), kind, obj);
                 }
                 Ok(None) => {}
                 Err(e) => {

@@ -261,12 +261,14 @@ fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
     resp
 }
 
-fn delete_options(p: &Params, body: Option<&Value>) -> DeleteOptions {
+/// The options of a delete, from the query and the (optional) `DeleteOptions` body.
+fn delete_options(p: &Params, headers: &HeaderMap, body: &[u8]) -> Result<DeleteOptions> {
     let mut o = DeleteOptions {
         grace_period_seconds: p.get("gracePeriodSeconds").and_then(|s| s.parse().ok()),
         ..Default::default()
     };
-    if let Some(b) = body {
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        let b = decode_body(headers, body)?;
         if let Some(g) = b["gracePeriodSeconds"].as_i64() {
             o.grace_period_seconds = Some(g);
         }
@@ -275,7 +277,7 @@ fn delete_options(p: &Params, body: Option<&Value>) -> DeleteOptions {
             .as_str()
             .map(str::to_owned);
     }
-    o
+    Ok(o)
 }
 
 /// The list response, assembled from the objects' bytes.
@@ -410,23 +412,13 @@ async fn handle(reg: Arc<Registry>, req: Request) -> Result<Response> {
         }
         (Method::DELETE, Some(name)) => {
             let body = read_body(&reg, body).await?;
-            let opts_body = if body.iter().all(u8::is_ascii_whitespace) {
-                None
-            } else {
-                Some(decode_body(&headers, &body)?)
-            };
-            let opts = delete_options(&params, opts_body.as_ref());
+            let opts = delete_options(&params, &headers, &body)?;
             let deleted = reg.delete(res, ns, &name, &opts).await?;
             Ok(json_response(StatusCode::OK, &deleted))
         }
         (Method::DELETE, None) => {
             let body = read_body(&reg, body).await?;
-            let opts_body = if body.iter().all(u8::is_ascii_whitespace) {
-                None
-            } else {
-                Some(decode_body(&headers, &body)?)
-            };
-            let opts = delete_options(&params, opts_body.as_ref());
+            let opts = delete_options(&params, &headers, &body)?;
             let items = reg
                 .delete_collection(res, ns, &list_options(&params)?, &opts)
                 .await?;
@@ -536,7 +528,8 @@ fn event_line_raw(kind: &str, object: &[u8]) -> Bytes {
 struct WatchParams {
     labels: LabelSelector,
     fields: FieldSelector,
-    resource_version: Option<String>,
+    /// The revision to watch from; `None` when none (or "0") was given.
+    resource_version: Option<u64>,
     send_initial: Option<bool>,
     bookmarks: bool,
     timeout: Duration,
@@ -562,21 +555,16 @@ fn watch(
     let params = WatchParams {
         labels: opts.labels,
         fields: opts.fields,
-        resource_version: p.get("resourceVersion").cloned().filter(|s| !s.is_empty()),
+        resource_version: match p.get("resourceVersion").map(String::as_str) {
+            None | Some("" | "0") => None,
+            Some(rv) => Some(registry::parse_rv(rv)?),
+        },
         send_initial: p.get("sendInitialEvents").map(|s| s == "true"),
         bookmarks: flag(p, "allowWatchBookmarks"),
         timeout,
         table,
         include,
     };
-    if let Some(rv) = &params.resource_version
-        && rv != "0"
-        && rv.parse::<u64>().is_err()
-    {
-        return Err(ApiError::BadRequest(format!(
-            "invalid resourceVersion {rv:?}"
-        )));
-    }
     let (tx, rx) = mpsc::channel::<Bytes>(256);
     tokio::spawn(async move {
         if let Err(e) = run_watch(&reg, res, ns.as_deref(), params, &tx).await {
@@ -654,17 +642,17 @@ async fn run_watch(
     };
     // "0" or nothing means "start from now, with the current state first"; sendInitialEvents
     // asks for the same with a marker bookmark at the end of the initial state.
-    let initial = match (p.send_initial, p.resource_version.as_deref()) {
+    let initial = match (p.send_initial, p.resource_version) {
         (Some(true), _) => true,
         (Some(false), _) => false,
-        (None, None | Some("0")) => true,
+        (None, None) => true,
         (None, Some(_)) => false,
     };
     let head = reg.store().revision().await?;
-    let mut last_rv: u64 = match p.resource_version.as_deref() {
-        Some(rv) if rv != "0" => rv.parse().unwrap_or(0),
+    let mut last_rv: u64 = match p.resource_version {
+        Some(rv) => rv,
         // No initial state asked for: start from now, not from the beginning of history.
-        _ => head,
+        None => head,
     };
     if last_rv > head {
         return Err(ApiError::Timeout(format!(

@@ -333,21 +333,11 @@ pub(crate) fn after_delete(reg: &Registry, res: &Resource, old: &Value) {
     }
 }
 
-pub(crate) struct Graceful {
-    pub object: Value,
-    /// Delete now instead of marking.
-    pub immediate: bool,
-}
-
 /// Objects that are marked for deletion instead of removed at once: bound Pods (their node
 /// agent finishes them; the grace-period reaper otherwise), objects with finalizers, and
-/// Namespaces (their content is removed first).
-pub(crate) fn graceful_delete(
-    _reg: &Registry,
-    res: &Resource,
-    old: &Value,
-    opts: &DeleteOptions,
-) -> Option<Graceful> {
+/// Namespaces (their content is removed first). Returns the marked object, or `None` when
+/// `old` is to be removed now.
+pub(crate) fn graceful_delete(res: &Resource, old: &Value, opts: &DeleteOptions) -> Option<Value> {
     let has_finalizers = old["metadata"]["finalizers"]
         .as_array()
         .is_some_and(|f| !f.is_empty());
@@ -359,10 +349,7 @@ pub(crate) fn graceful_delete(
                 obj["metadata"]["deletionTimestamp"] = json!(now);
             }
             obj["status"]["phase"] = json!("Terminating");
-            Some(Graceful {
-                object: obj,
-                immediate: false,
-            })
+            Some(obj)
         }
         "pods" => {
             let grace = opts
@@ -379,10 +366,7 @@ pub(crate) fn graceful_delete(
             if grace <= 0 || !bound || !running {
                 return (has_finalizers).then(|| {
                     obj["metadata"]["deletionTimestamp"] = json!(now);
-                    Graceful {
-                        object: obj,
-                        immediate: false,
-                    }
+                    obj
                 });
             }
             if obj["metadata"].get("deletionTimestamp").is_none() {
@@ -391,17 +375,11 @@ pub(crate) fn graceful_delete(
                     json!(at.round(jiff::Unit::Second).unwrap_or(at).to_string());
                 obj["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
             }
-            Some(Graceful {
-                object: obj,
-                immediate: false,
-            })
+            Some(obj)
         }
         _ if has_finalizers => {
             obj["metadata"]["deletionTimestamp"] = json!(now);
-            Some(Graceful {
-                object: obj,
-                immediate: false,
-            })
+            Some(obj)
         }
         _ => None,
     }

@@ -40,10 +40,6 @@ impl ApiServer {
         })
     }
 
-    pub fn registry(&self) -> &Arc<Registry> {
-        &self.registry
-    }
-
     pub fn router(&self) -> axum::Router {
         http::router(self.registry.clone())
     }

@@ -110,6 +110,13 @@ pub fn decode_at(raw: &[u8], revision: u64) -> Result<Value> {
     Ok(v)
 }
 
+/// A written object as reads will return it, with `resourceVersion` set. The trip through
+/// JSON bytes is deliberate: serde_json's float parsing is not exact, so a float in `obj` may
+/// read back slightly different, and a write's response matches what a later GET returns.
+fn read_back(obj: &Value, revision: u64) -> Result<Value> {
+    decode_at(&serde_json::to_vec(obj).expect("serializable"), revision)
+}
+
 /// Stored objects begin with their metadata (see [`encode`]), so the `resourceVersion` can be
 /// spliced into the bytes: lists and watch events are sent without parsing each object.
 const STORED_HEAD: &[u8] = b"{\"metadata\":{";
@@ -154,7 +161,7 @@ fn encode(obj: &Value) -> Bytes {
     out.into()
 }
 
-fn parse_rv(rv: &str) -> Result<u64> {
+pub(crate) fn parse_rv(rv: &str) -> Result<u64> {
     rv.parse().map_err(|_| {
         ApiError::BadRequest(format!(
             "invalid resourceVersion {rv:?}: must be a decimal revision"
@@ -518,10 +525,7 @@ impl Registry {
         match result {
             Ok(kv) => {
                 admitted.commit(self);
-                decode_at(
-                    &serde_json::to_vec(&obj).expect("serializable"),
-                    kv.mod_revision,
-                )
+                read_back(&obj, kv.mod_revision)
             }
             Err(e) => {
                 admitted.rollback(self);
@@ -639,10 +643,7 @@ impl Registry {
                     if finalized {
                         kinds::after_delete(self, res, &old);
                     }
-                    return decode_at(
-                        &serde_json::to_vec(&new).expect("serializable"),
-                        kv.mod_revision,
-                    );
+                    return read_back(&new, kv.mod_revision);
                 }
                 Err(svcnet_store::Error::Conflict { .. }) if requested_rv.is_none() => {
                     admitted.rollback(self);
@@ -698,36 +699,31 @@ impl Registry {
             {
                 return Err(conflict(res, name));
             }
-            if let Some(graceful) = kinds::graceful_delete(self, res, &old, opts) {
-                if old["metadata"].get("deletionTimestamp").is_some() && !graceful.immediate {
+            if let Some(marked) = kinds::graceful_delete(res, &old, opts) {
+                if old["metadata"].get("deletionTimestamp").is_some() {
                     if res.plural == "namespaces" {
                         // A repeated delete restarts the content sweep (idempotent).
                         kinds::spawn_namespace_cleanup(self, name);
                     }
                     return Ok(old);
                 }
-                if !graceful.immediate {
-                    let result = self
-                        .store
-                        .put(
-                            &key,
-                            encode(&graceful.object),
-                            Precondition::ModRevision(current.mod_revision),
-                        )
-                        .await;
-                    match result {
-                        Ok(kv) => {
-                            if res.plural == "namespaces" {
-                                kinds::spawn_namespace_cleanup(self, name);
-                            }
-                            return decode_at(
-                                &serde_json::to_vec(&graceful.object).expect("serializable"),
-                                kv.mod_revision,
-                            );
+                let result = self
+                    .store
+                    .put(
+                        &key,
+                        encode(&marked),
+                        Precondition::ModRevision(current.mod_revision),
+                    )
+                    .await;
+                match result {
+                    Ok(kv) => {
+                        if res.plural == "namespaces" {
+                            kinds::spawn_namespace_cleanup(self, name);
                         }
-                        Err(svcnet_store::Error::Conflict { .. }) => continue,
-                        Err(e) => return Err(e.into()),
+                        return read_back(&marked, kv.mod_revision);
                     }
+                    Err(svcnet_store::Error::Conflict { .. }) => continue,
+                    Err(e) => return Err(e.into()),
                 }
             }
             match self

@@ -19,13 +19,12 @@ fn svc(name: &str, spec: Value) -> Value {
 
 fn opts(cidrs: &[&str], ports: &str) -> Options {
     Options {
-        controllers: false,
         config: Config {
             service_cidrs: cidrs.iter().map(|c| c.parse().unwrap()).collect(),
             node_port_range: ports.parse().unwrap(),
             ..Default::default()
         },
-        ..Default::default()
+        ..Options::quiet()
     }
 }
 

@@ -4,7 +4,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{BOTH, Options, start, start_with};
+use common::{BOTH, Options, start, start_quiet, start_with};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{
@@ -110,14 +110,7 @@ async fn crud_round_trip() {
 #[tokio::test]
 async fn list_pages_with_limit_and_continue() {
     for t in BOTH {
-        let srv = start_with(
-            t,
-            Options {
-                controllers: false,
-                ..Default::default()
-            },
-        )
-        .await;
+        let srv = start_quiet(t).await;
         let api: Api<Service> = Api::namespaced(srv.client.clone(), "default");
         for i in 0..25 {
             api.create(&PostParams::default(), &service(&format!("svc-{i:02}"), 80))
@@ -158,14 +151,7 @@ async fn list_pages_with_limit_and_continue() {
 #[tokio::test]
 async fn watch_replays_from_a_revision_in_order() {
     for t in BOTH {
-        let srv = start_with(
-            t,
-            Options {
-                controllers: false,
-                ..Default::default()
-            },
-        )
-        .await;
+        let srv = start_quiet(t).await;
         let api: Api<Service> = Api::namespaced(srv.client.clone(), "default");
         let a = api
             .create(&PostParams::default(), &service("a", 80))
@@ -220,8 +206,7 @@ async fn compacted_revisions_answer_410() {
             t,
             Options {
                 history: 5,
-                controllers: false,
-                ..Default::default()
+                ..Options::quiet()
             },
         )
         .await;
@@ -378,14 +363,7 @@ async fn strategic_merge_patch_merges_ports_by_port() {
 #[tokio::test]
 async fn runtime_watcher_sees_every_event_in_order() {
     for t in BOTH {
-        let srv = start_with(
-            t,
-            Options {
-                controllers: false,
-                ..Default::default()
-            },
-        )
-        .await;
+        let srv = start_quiet(t).await;
         let api: Api<Service> = Api::namespaced(srv.client.clone(), "default");
         let mut events =
             watcher(api.clone(), watcher::Config::default().labels("app=test")).boxed();

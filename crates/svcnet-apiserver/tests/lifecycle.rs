@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use axum::body::Body;
-use common::{Options, Transport, start, start_with};
+use common::{Options, Transport, start, start_quiet, start_with};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use svcnet_apiserver::Config;
@@ -16,14 +16,7 @@ const SVC: &str = "/api/v1/namespaces/default/services";
 
 #[tokio::test]
 async fn field_validation_strict_warn_ignore() {
-    let srv = start_with(
-        Transport::InProcess,
-        Options {
-            controllers: false,
-            ..Default::default()
-        },
-    )
-    .await;
+    let srv = start_quiet(Transport::InProcess).await;
     let typo = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "t"},
         "spec": {"ports": [{"port": 80, "nodeport": 1}], "selectr": {"a": "b"}}});
     let (code, s) = srv
@@ -66,14 +59,7 @@ async fn field_validation_strict_warn_ignore() {
 
 #[tokio::test]
 async fn deleting_a_namespace_removes_its_content_then_itself() {
-    let srv = start_with(
-        Transport::InProcess,
-        Options {
-            controllers: false,
-            ..Default::default()
-        },
-    )
-    .await;
+    let srv = start_quiet(Transport::InProcess).await;
     let (code, _) = srv
         .post_json(
             "/api/v1/namespaces",
@@ -210,9 +196,8 @@ async fn streaming_lists_and_bookmarks() {
     let srv = start_with(
         Transport::InProcess,
         Options {
-            controllers: false,
             config: cfg,
-            ..Default::default()
+            ..Options::quiet()
         },
     )
     .await;
@@ -253,14 +238,7 @@ async fn streaming_lists_and_bookmarks() {
 
 #[tokio::test]
 async fn delete_collection_honours_selectors_and_releases_addresses() {
-    let srv = start_with(
-        Transport::InProcess,
-        Options {
-            controllers: false,
-            ..Default::default()
-        },
-    )
-    .await;
+    let srv = start_quiet(Transport::InProcess).await;
     for (name, tier, ip) in [
         ("a", "fe", "10.96.0.50"),
         ("b", "fe", "10.96.0.51"),
@@ -294,14 +272,7 @@ async fn delete_collection_honours_selectors_and_releases_addresses() {
 
 #[tokio::test]
 async fn filtered_watches_see_objects_enter_and_leave_the_selection() {
-    let srv = start_with(
-        Transport::InProcess,
-        Options {
-            controllers: false,
-            ..Default::default()
-        },
-    )
-    .await;
+    let srv = start_quiet(Transport::InProcess).await;
     let (_, list) = srv.raw("GET", SVC, "application/json", "").await;
     let rv = list["metadata"]["resourceVersion"]
         .as_str()
@@ -335,14 +306,7 @@ async fn filtered_watches_see_objects_enter_and_leave_the_selection() {
 
 #[tokio::test]
 async fn a_namespace_waits_for_finalizers_before_it_goes() {
-    let srv = start_with(
-        Transport::InProcess,
-        Options {
-            controllers: false,
-            ..Default::default()
-        },
-    )
-    .await;
+    let srv = start_quiet(Transport::InProcess).await;
     srv.post_json(
         "/api/v1/namespaces",
         &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "held"}}),

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Options, Transport, start_with};
+use common::{Options, Transport, start_quiet, start_with};
 use serde_json::{Value, json};
 use svcnet_apiserver::Config;
 
@@ -401,14 +401,7 @@ async fn service_count(srv: &common::TestServer) -> usize {
 
 #[tokio::test]
 async fn invalid_services_get_422_with_field_causes() {
-    let srv = start_with(
-        Transport::InProcess,
-        Options {
-            controllers: false,
-            ..Default::default()
-        },
-    )
-    .await;
+    let srv = start_quiet(Transport::InProcess).await;
     let cases = cases();
     assert!(cases.len() >= 40, "{} cases", cases.len());
     let before = service_count(&srv).await;
@@ -448,14 +441,7 @@ async fn invalid_services_get_422_with_field_causes() {
 
 #[tokio::test]
 async fn status_body_is_shaped_like_kube_apiserver() {
-    let srv = start_with(
-        Transport::InProcess,
-        Options {
-            controllers: false,
-            ..Default::default()
-        },
-    )
-    .await;
+    let srv = start_quiet(Transport::InProcess).await;
     let obj = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"}, "spec": {"ports": [{"port": 0, "targetPort": 80}]}});
     let (_, status) = srv
         .post_json("/api/v1/namespaces/default/services", &obj)
@@ -485,14 +471,7 @@ async fn status_body_is_shaped_like_kube_apiserver() {
 
 #[tokio::test]
 async fn immutable_cluster_ip_and_update_validation() {
-    let srv = start_with(
-        Transport::InProcess,
-        Options {
-            controllers: false,
-            ..Default::default()
-        },
-    )
-    .await;
+    let srv = start_quiet(Transport::InProcess).await;
     let obj = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}, "spec": {"clusterIP": "10.96.0.40", "ports": [{"port": 80}]}});
     let (code, _) = srv
         .post_json("/api/v1/namespaces/default/services", &obj)
@@ -540,9 +519,8 @@ async fn malformed_requests_get_400_413_415() {
     let srv = start_with(
         Transport::InProcess,
         Options {
-            controllers: false,
             config: cfg,
-            ..Default::default()
+            ..Options::quiet()
         },
     )
     .await;

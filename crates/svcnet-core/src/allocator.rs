@@ -45,9 +45,6 @@ impl RangeBitmap {
     pub fn used(&self) -> u64 {
         self.used
     }
-    pub fn free(&self) -> u64 {
-        self.size - self.used
-    }
     pub fn is_set(&self, i: u64) -> bool {
         i < self.size && self.words[(i / 64) as usize] & (1 << (i % 64)) != 0
     }
@@ -212,10 +209,6 @@ impl ClusterIpAllocator {
     pub fn release(&mut self, ip: IpAddr) -> bool {
         self.offset_of(ip).is_ok_and(|i| self.bitmap.clear(i))
     }
-
-    pub fn is_allocated(&self, ip: IpAddr) -> bool {
-        self.offset_of(ip).is_ok_and(|i| self.bitmap.is_set(i))
-    }
 }
 
 /// A NodePort range such as `30000-32767`.
@@ -280,9 +273,6 @@ impl NodePortAllocator {
             bitmap: RangeBitmap::new(size, node_port_static_band(size)),
         }
     }
-    pub fn range(&self) -> PortRange {
-        self.range
-    }
     pub fn bitmap(&self) -> &RangeBitmap {
         &self.bitmap
     }
@@ -311,9 +301,6 @@ impl NodePortAllocator {
     }
     pub fn release(&mut self, port: i32) -> bool {
         self.offset_of(port).is_ok_and(|i| self.bitmap.clear(i))
-    }
-    pub fn is_allocated(&self, port: i32) -> bool {
-        self.offset_of(port).is_ok_and(|i| self.bitmap.is_set(i))
     }
 }
 

@@ -13,10 +13,11 @@ use k8s_openapi::api::discovery::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::selector::LabelSelector;
-use crate::service::IpFamily;
+use crate::service::{self, IpFamily};
 
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+/// Set on the EndpointSlices and Endpoints of headless Services (kube-proxy skips them).
+pub const HEADLESS_LABEL: &str = "service.kubernetes.io/headless";
 pub const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "endpointslice-controller.k8s.io";
 pub const TRIGGER_TIME_ANNOTATION: &str = "endpoints.kubernetes.io/last-change-trigger-time";
@@ -37,7 +38,16 @@ fn pod_ready(pod: &Pod) -> bool {
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-fn pod_ips(pod: &Pod) -> Vec<IpAddr> {
+/// Whether a Pod has ended (phase Succeeded or Failed): it serves nothing any more.
+pub fn pod_finished(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
+}
+
+/// A Pod's addresses: `status.podIPs`, else `status.podIP`.
+pub fn pod_ips(pod: &Pod) -> Vec<IpAddr> {
     let Some(status) = pod.status.as_ref() else {
         return Vec::new();
     };
@@ -79,12 +89,12 @@ pub fn selects(svc: &Service, pod: &Pod) -> bool {
     else {
         return false;
     };
+    let labels = pod.metadata.labels.as_ref();
     pod.metadata.namespace == svc.metadata.namespace
-        && LabelSelector::from_map(selector).matches(pod.metadata.labels.as_ref())
-        && !matches!(
-            pod.status.as_ref().and_then(|s| s.phase.as_deref()),
-            Some("Succeeded" | "Failed")
-        )
+        && selector
+            .iter()
+            .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+        && !pod_finished(pod)
 }
 
 fn short_hash(parts: &[&str]) -> String {
@@ -127,11 +137,11 @@ pub fn desired(svc: &Service, pods: &[Pod], trigger_time: &str) -> DesiredEndpoi
     };
 
     let mut labels: BTreeMap<String, String> = svc.metadata.labels.clone().unwrap_or_default();
-    labels.retain(|k, _| k != "service.kubernetes.io/headless");
+    labels.retain(|k, _| k != HEADLESS_LABEL);
     labels.insert(SERVICE_NAME_LABEL.into(), name.clone());
     labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY.into());
-    if spec.cluster_ip.as_deref() == Some("None") {
-        labels.insert("service.kubernetes.io/headless".into(), String::new());
+    if service::is_headless(&spec) {
+        labels.insert(HEADLESS_LABEL.into(), String::new());
     }
     let owner = OwnerReference {
         api_version: "v1".into(),
@@ -227,7 +237,7 @@ pub fn desired(svc: &Service, pods: &[Pod], trigger_time: &str) -> DesiredEndpoi
                     address_type: fam.as_str().into(),
                     endpoints: chunk
                         .iter()
-                        .map(|e| slice_endpoint(e, &spec, &name, &namespace))
+                        .map(|e| slice_endpoint(e, &name, &namespace))
                         .collect(),
                     ports: (!chunk.is_empty() || !slice_ports.is_empty())
                         .then_some(slice_ports.clone())
@@ -243,12 +253,7 @@ pub fn desired(svc: &Service, pods: &[Pod], trigger_time: &str) -> DesiredEndpoi
     }
 }
 
-fn slice_endpoint(
-    e: &PodEndpoint,
-    spec: &k8s_openapi::api::core::v1::ServiceSpec,
-    svc_name: &str,
-    namespace: &str,
-) -> Endpoint {
+fn slice_endpoint(e: &PodEndpoint, svc_name: &str, namespace: &str) -> Endpoint {
     let pod_spec = e.pod.spec.as_ref();
     let hostname = pod_spec
         .filter(|s| {
@@ -257,7 +262,6 @@ fn slice_endpoint(
         })
         .and_then(|s| s.hostname.clone())
         .filter(|h| !h.is_empty());
-    let _ = spec;
     Endpoint {
         addresses: vec![e.ip.to_string()],
         conditions: Some(EndpointConditions {
@@ -361,8 +365,8 @@ where
         })
         .collect();
     let mut labels: BTreeMap<String, String> = svc.metadata.labels.clone().unwrap_or_default();
-    if svc.spec.as_ref().and_then(|s| s.cluster_ip.as_deref()) == Some("None") {
-        labels.insert("service.kubernetes.io/headless".into(), String::new());
+    if svc.spec.as_ref().is_some_and(service::is_headless) {
+        labels.insert(HEADLESS_LABEL.into(), String::new());
     }
     Endpoints {
         metadata: ObjectMeta {

@@ -161,9 +161,6 @@ impl FieldError {
             format!("must have at most {max} bytes"),
         )
     }
-    pub fn not_found(field: impl Into<String>, value: impl Into<BadValue>) -> Self {
-        Self::new(ErrorType::NotFound, field, value.into(), "")
-    }
 
     /// The message without the field path (apimachinery's `ErrorBody`).
     pub fn body(&self) -> String {
@@ -199,9 +196,6 @@ impl ErrorList {
     }
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
-    }
-    pub fn into_result(self) -> Result<(), ErrorList> {
-        if self.0.is_empty() { Ok(()) } else { Err(self) }
     }
     /// The aggregate message: one error bare, several in brackets (`utilerrors.NewAggregate`).
     pub fn aggregate_message(&self) -> String {

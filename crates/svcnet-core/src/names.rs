@@ -81,7 +81,6 @@ fn qualified_name_part(s: &str) -> bool {
     let b = s.as_bytes();
     let alnum = |c: u8| c.is_ascii_alphanumeric();
     !b.is_empty()
-        && b.len() <= 63
         && alnum(b[0])
         && alnum(b[b.len() - 1])
         && b.iter()
@@ -122,7 +121,7 @@ pub fn label_value(s: &str) -> Vec<String> {
     if s.len() > 63 {
         errs.push("must be no more than 63 characters".to_owned());
     }
-    if !s.is_empty() && !qualified_name_part(&s[..s.len().min(63)]) {
+    if !s.is_empty() && !qualified_name_part(s) {
         errs.push(LABEL_VALUE_MSG.to_owned());
     }
     errs
@@ -150,5 +149,22 @@ mod tests {
         assert!(!qualified_name("bad key").is_empty());
         assert!(label_value("").is_empty());
         assert!(!label_value("-x").is_empty());
+    }
+
+    /// A multi-byte character across the 63-byte limit is an error, not a panic (the value
+    /// comes straight from clients).
+    #[test]
+    fn long_label_value_with_multibyte_character() {
+        let value = format!("{}é", "a".repeat(62));
+        assert_eq!(
+            label_value(&value),
+            vec![
+                "must be no more than 63 characters".to_owned(),
+                LABEL_VALUE_MSG.to_owned()
+            ]
+        );
+        let ok = "a".repeat(63);
+        assert!(label_value(&ok).is_empty());
+        assert_eq!(label_value(&format!("{ok}b")).len(), 1);
     }
 }

@@ -91,15 +91,6 @@ impl LabelSelector {
         Ok(Self(reqs))
     }
 
-    /// The selector a Service's `spec.selector` map means (all keys equal).
-    pub fn from_map(map: &BTreeMap<String, String>) -> Self {
-        Self(
-            map.iter()
-                .map(|(k, v)| Requirement::Equals(k.clone(), v.clone()))
-                .collect(),
-        )
-    }
-
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

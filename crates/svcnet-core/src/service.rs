@@ -793,6 +793,3 @@ pub fn validate_update(new: &Service, old: &Service) -> ErrorList {
     }
     errs
 }
-
-#[cfg(test)]
-mod tests;

@@ -97,14 +97,13 @@ impl ServiceAllocators {
             [_, _] => return Err("dual-stack service CIDRs must be one IPv4 and one IPv6".into()),
             _ => return Err("expected one or two service CIDRs".into()),
         }
-        for c in cidrs {
-            let usable = ClusterIpAllocator::new(*c).bitmap().size();
-            if usable < 8 {
-                return Err(format!("service CIDR {c} is too small"));
-            }
+        let ips: Vec<ClusterIpAllocator> =
+            cidrs.iter().map(|c| ClusterIpAllocator::new(*c)).collect();
+        if let Some((c, _)) = cidrs.iter().zip(&ips).find(|(_, a)| a.bitmap().size() < 8) {
+            return Err(format!("service CIDR {c} is too small"));
         }
         Ok(Self {
-            ips: cidrs.iter().map(|c| ClusterIpAllocator::new(*c)).collect(),
+            ips,
             node_ports: NodePortAllocator::new(node_ports),
         })
     }
@@ -114,14 +113,6 @@ impl ServiceAllocators {
             primary: IpFamily::of(self.ips[0].cidr().addr()),
             secondary: self.ips.get(1).map(|a| IpFamily::of(a.cidr().addr())),
         }
-    }
-
-    pub fn primary_cidr(&self) -> IpNet {
-        self.ips[0].cidr()
-    }
-
-    pub fn cidrs(&self) -> Vec<IpNet> {
-        self.ips.iter().map(ClusterIpAllocator::cidr).collect()
     }
 
     /// The first address of the primary range, reserved for `default/kubernetes`.
@@ -218,17 +209,7 @@ impl ServiceAllocators {
                     {
                         continue;
                     }
-                    self.node_ports.allocate(np).map_err(|e| {
-                        AllocateError::Invalid(
-                            FieldError::invalid(
-                                format!("spec.ports[{i}].nodePort"),
-                                np,
-                                e.to_string(),
-                            )
-                            .into(),
-                        )
-                    })?;
-                    fresh.node_ports.push(np);
+                    self.take_node_port(np, format!("spec.ports[{i}].nodePort"), fresh)?;
                 }
             }
             for i in 0..ports.len() {
@@ -241,15 +222,7 @@ impl ServiceAllocators {
                     .and_then(|p| p.node_port);
                 let np = match same_port {
                     Some(np) => np,
-                    None => {
-                        let np = self.node_ports.allocate_next(rng).map_err(|_| {
-                            AllocateError::Exhausted(
-                                "failed to allocate a nodePort: range is full".into(),
-                            )
-                        })?;
-                        fresh.node_ports.push(np);
-                        np
-                    }
+                    None => self.next_node_port(fresh, rng)?,
                 };
                 ports[i].node_port = Some(np);
             }
@@ -257,27 +230,38 @@ impl ServiceAllocators {
         if service::needs_health_check_node_port(spec) {
             match spec.health_check_node_port.filter(|&n| n != 0) {
                 Some(h) if already.node_ports.contains(&h) => {}
-                Some(h) => {
-                    self.node_ports.allocate(h).map_err(|e| {
-                        AllocateError::Invalid(
-                            FieldError::invalid("spec.healthCheckNodePort", h, e.to_string())
-                                .into(),
-                        )
-                    })?;
-                    fresh.node_ports.push(h);
-                }
-                None => {
-                    let h = self.node_ports.allocate_next(rng).map_err(|_| {
-                        AllocateError::Exhausted(
-                            "failed to allocate a nodePort: range is full".into(),
-                        )
-                    })?;
-                    fresh.node_ports.push(h);
-                    spec.health_check_node_port = Some(h);
-                }
+                Some(h) => self.take_node_port(h, "spec.healthCheckNodePort".into(), fresh)?,
+                None => spec.health_check_node_port = Some(self.next_node_port(fresh, rng)?),
             }
         }
         Ok(())
+    }
+
+    /// Takes the node port a Service asked for; `field` names it in the error.
+    fn take_node_port(
+        &mut self,
+        port: i32,
+        field: String,
+        fresh: &mut Allocation,
+    ) -> Result<(), AllocateError> {
+        self.node_ports.allocate(port).map_err(|e| {
+            AllocateError::Invalid(FieldError::invalid(field, port, e.to_string()).into())
+        })?;
+        fresh.node_ports.push(port);
+        Ok(())
+    }
+
+    /// Takes any free node port.
+    fn next_node_port(
+        &mut self,
+        fresh: &mut Allocation,
+        rng: &mut impl Rng,
+    ) -> Result<i32, AllocateError> {
+        let port = self.node_ports.allocate_next(rng).map_err(|_| {
+            AllocateError::Exhausted("failed to allocate a nodePort: range is full".into())
+        })?;
+        fresh.node_ports.push(port);
+        Ok(port)
     }
 
     fn allocate_ips(

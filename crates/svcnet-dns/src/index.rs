@@ -12,7 +12,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use crate::model::{PodRecord, Records, ServiceRecord, SliceRecord};
 use crate::names::{NameEntry, NameTable, TemplateRef};
 use crate::wire::{Query, class, rcode, rtype};
-use crate::zone::{Objects, ZoneData, dns_name, wire_key};
+use crate::zone::{Objects, ZoneData, dns_name, is_below, wire_key};
 
 const IN_ADDR_ARPA: &[u8] = b"\x07in-addr\x04arpa\x00";
 const IP6_ARPA: &[u8] = b"\x03ip6\x04arpa\x00";
@@ -199,11 +199,7 @@ impl Index {
     /// inside the cluster domain, and reverse names of addresses the index knows.
     pub fn is_cluster_name(&self, name: &str) -> bool {
         let lower = name.trim_end_matches('.').to_ascii_lowercase();
-        if lower == self.zone
-            || (lower.len() > self.zone.len()
-                && lower.ends_with(&self.zone)
-                && lower.as_bytes()[lower.len() - self.zone.len() - 1] == b'.')
-        {
+        if lower == self.zone || is_below(&lower, &self.zone) {
             return true;
         }
         dns_name(&lower).is_some_and(|n| self.names.contains(&wire_key(&n)))

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use svcnet_core::endpoints::SERVICE_NAME_LABEL;
+use svcnet_core::endpoints::{SERVICE_NAME_LABEL, pod_finished, pod_ips};
 use svcnet_core::service::{is_headless, spec_type};
 
 /// A Service as DNS sees it.
@@ -168,18 +168,10 @@ impl SliceRecord {
 impl PodRecord {
     pub(crate) fn new(pod: &Pod) -> Self {
         let meta = &pod.metadata;
-        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-        let has_address =
-            meta.deletion_timestamp.is_none() && !matches!(phase, Some("Succeeded" | "Failed"));
-        let ips = match pod.status.as_ref().filter(|_| has_address) {
-            Some(status) => {
-                let listed = status.pod_ips.iter().flatten().map(|p| p.ip.as_str());
-                listed
-                    .chain(status.pod_ip.as_deref())
-                    .filter_map(|ip| ip.parse().ok())
-                    .collect()
-            }
-            None => Box::default(),
+        let ips = if meta.deletion_timestamp.is_none() && !pod_finished(pod) {
+            pod_ips(pod).into_boxed_slice()
+        } else {
+            Box::default()
         };
         PodRecord {
             namespace: boxed(meta.namespace.as_deref()),

@@ -32,27 +32,27 @@ impl Template {
     /// Encodes `sections` as answered to a question for `qname` (whose lowercase wire form is
     /// `key`). A message too large for TCP loses its additional records, then answers, until
     /// it fits.
-    pub(crate) fn encode(qname: &Name, key: &[u8], mut sections: Sections) -> Option<Self> {
+    pub(crate) fn encode(qname: &Name, key: &[u8], sections: Sections) -> Option<Self> {
+        let mut msg = Message::response(0, OpCode::Query);
+        // The type here is irrelevant: only the question name is ever pointed at.
+        msg.add_query(Query::query(qname.clone(), RecordType::A));
+        msg.answers = sections.answers;
+        msg.authorities = sections.authorities;
+        msg.additionals = sections.additionals;
         loop {
-            match Self::try_encode(qname, key, &sections) {
+            match Self::try_encode(qname, key, &msg, sections.rcode) {
                 Some(t) => return Some(t),
-                None if !sections.additionals.is_empty() => sections.additionals.clear(),
-                None if sections.answers.len() > 1 => {
-                    let keep = sections.answers.len() / 2;
-                    sections.answers.truncate(keep);
+                None if !msg.additionals.is_empty() => msg.additionals.clear(),
+                None if msg.answers.len() > 1 => {
+                    let keep = msg.answers.len() / 2;
+                    msg.answers.truncate(keep);
                 }
                 None => return None,
             }
         }
     }
 
-    fn try_encode(qname: &Name, key: &[u8], sections: &Sections) -> Option<Self> {
-        let mut msg = Message::response(0, OpCode::Query);
-        // The type here is irrelevant: only the question name is ever pointed at.
-        msg.add_query(Query::query(qname.clone(), RecordType::A));
-        msg.answers.clone_from(&sections.answers);
-        msg.authorities.clone_from(&sections.authorities);
-        msg.additionals.clone_from(&sections.additionals);
+    fn try_encode(qname: &Name, key: &[u8], msg: &Message, rcode: u16) -> Option<Self> {
         let bytes = msg.to_vec().ok()?;
         let body_start = HEADER_LEN + key.len() + 4;
         if bytes.get(HEADER_LEN..HEADER_LEN + key.len()) != Some(key) {
@@ -65,11 +65,11 @@ impl Template {
             return None;
         }
         Some(Template {
-            rcode: sections.rcode,
+            rcode,
             counts: [
-                u16::try_from(sections.answers.len()).ok()?,
-                u16::try_from(sections.authorities.len()).ok()?,
-                u16::try_from(sections.additionals.len()).ok()?,
+                u16::try_from(msg.answers.len()).ok()?,
+                u16::try_from(msg.authorities.len()).ok()?,
+                u16::try_from(msg.additionals.len()).ok()?,
             ],
             bytes: bytes[body_start..].into(),
         })

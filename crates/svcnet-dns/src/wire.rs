@@ -212,7 +212,7 @@ impl<'a> Query<'a> {
     pub(crate) fn begin(&self, out: &mut Vec<u8>, rcode: u16, aa: bool, counts: [u16; 3]) {
         out.clear();
         out.extend_from_slice(&self.packet[..self.question_end]);
-        write_flags(out, self.packet, rcode, aa, false);
+        write_flags(out, self.packet, rcode, aa);
         out[4..6].copy_from_slice(&1u16.to_be_bytes());
         out[6..8].copy_from_slice(&counts[0].to_be_bytes());
         out[8..10].copy_from_slice(&counts[1].to_be_bytes());
@@ -239,9 +239,10 @@ impl<'a> Query<'a> {
         out
     }
 
-    /// An emptied reply with TC set, so the client retries over TCP.
-    pub(crate) fn truncated_reply(&self, rcode: u16) -> Vec<u8> {
-        let mut out = self.empty_reply(rcode, true);
+    /// An emptied reply with TC set, so the client retries over TCP; `aa` for answers from
+    /// the cluster's zones.
+    pub(crate) fn truncated_reply(&self, rcode: u16, aa: bool) -> Vec<u8> {
+        let mut out = self.empty_reply(rcode, aa);
         out[2] |= 0x02;
         out
     }
@@ -257,7 +258,7 @@ impl<'a> Query<'a> {
     ) -> Vec<u8> {
         let len = self.question_end + body.len() + self.opt_len();
         if len > limit {
-            return self.truncated_reply(rcode);
+            return self.truncated_reply(rcode, true);
         }
         let mut out = Vec::with_capacity(len);
         self.begin(&mut out, rcode, true, counts);
@@ -270,14 +271,14 @@ impl<'a> Query<'a> {
 /// A reply that is only a header (all counts zero), for packets whose question did not parse.
 pub(crate) fn header_reply(packet: &[u8], rcode: u16) -> Vec<u8> {
     let mut out = packet[..HEADER_LEN].to_vec();
-    write_flags(&mut out, packet, rcode, false, false);
+    write_flags(&mut out, packet, rcode, false);
     out[4..12].fill(0);
     out
 }
 
-fn write_flags(out: &mut [u8], packet: &[u8], rcode: u16, aa: bool, tc: bool) {
-    // QR, the query's opcode, AA, TC, the query's RD.
-    out[2] = 0x80 | (packet[2] & 0x79) | (u8::from(aa) << 2) | (u8::from(tc) << 1);
+fn write_flags(out: &mut [u8], packet: &[u8], rcode: u16, aa: bool) {
+    // QR, the query's opcode, AA, the query's RD (TC clear).
+    out[2] = 0x80 | (packet[2] & 0x79) | (u8::from(aa) << 2);
     // RA, the query's CD, the low rcode bits.
     out[3] = 0x80 | (packet[3] & 0x10) | (rcode & 0x0f) as u8;
 }

@@ -509,7 +509,8 @@ fn cname(target: &str) -> Option<RData> {
     Some(RData::CNAME(CNAME(dns_name(target)?)))
 }
 
-fn is_below(name: &str, zone: &str) -> bool {
+/// Whether dotted `name` is strictly below `zone` (both lowercase, no trailing dot).
+pub(crate) fn is_below(name: &str, zone: &str) -> bool {
     name.len() > zone.len()
         && name.ends_with(zone)
         && name.as_bytes()[name.len() - zone.len() - 1] == b'.'

@@ -392,29 +392,9 @@ impl Lab {
         }
     }
 
-    /// The node with this name.
-    pub fn node(&self, name: &str) -> Option<&Node> {
-        self.nodes().find(|node| node.name == name)
-    }
-
-    /// The nodes, in the order they were added.
-    pub fn nodes(&self) -> impl Iterator<Item = &Node> {
-        self.nodes.iter().map(|state| &state.node)
-    }
-
     /// The pods not yet removed, in the order they were added.
     pub fn pods(&self) -> &[Pod] {
         &self.pods
-    }
-
-    /// The service CIDR the nodes route to their bridge.
-    pub fn service_cidr(&self) -> Ipv4Net {
-        self.service_cidr
-    }
-
-    /// The fabric namespace (only a bridge; useful for capturing traffic between nodes).
-    pub fn fabric_netns(&self) -> &str {
-        &self.fabric
     }
 
     /// Every namespace this lab currently owns, in creation order.
@@ -462,7 +442,7 @@ impl Lab {
             command: describe_program(netns, program, args),
             source,
         })?;
-        Ok(LabProcess::new(child, netns.to_owned()))
+        Ok(LabProcess::new(child))
     }
 
     // === building blocks ===

@@ -12,17 +12,11 @@ use std::process::Child;
 #[derive(Debug)]
 pub struct LabProcess {
     child: Child,
-    netns: String,
 }
 
 impl LabProcess {
-    pub(crate) fn new(child: Child, netns: String) -> Self {
-        Self { child, netns }
-    }
-
-    /// The namespace the program runs in.
-    pub fn netns(&self) -> &str {
-        &self.netns
+    pub(crate) fn new(child: Child) -> Self {
+        Self { child }
     }
 }
 

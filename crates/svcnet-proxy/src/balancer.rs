@@ -34,10 +34,6 @@ impl Balancer {
         }
     }
 
-    pub fn targets(&self) -> &[Target] {
-        &self.targets
-    }
-
     /// Replaces the backends; affinity entries of removed backends are dropped, counts of
     /// kept ones carry over. Turning affinity off forgets every entry.
     pub fn update(&mut self, addrs: &[SocketAddr], affinity: Option<Duration>) {

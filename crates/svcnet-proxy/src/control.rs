@@ -1,6 +1,6 @@
 //! The control loop: watch, rate-limit, compute the desired state, hand it to the dataplane.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
+use svcnet_core::endpoints::TRIGGER_TIME_ANNOTATION;
 use tokio::sync::Notify;
 
 use crate::metrics::ProxyMetrics;
@@ -38,8 +39,6 @@ impl Default for ProxyConfig {
         }
     }
 }
-
-const TRIGGER: &str = "endpoints.kubernetes.io/last-change-trigger-time";
 
 async fn serve_ops(
     addr: SocketAddr,
@@ -200,20 +199,28 @@ pub async fn run(
 }
 
 /// `kubeproxy_network_programming_duration_seconds`: from each new trigger time stamped by the
-/// EndpointSlice controller to now.
+/// EndpointSlice controller to now. `seen` keeps the last trigger per slice, and only for slices
+/// that still exist.
 fn observe_programming(
     metrics: &ProxyMetrics,
     slices: &[EndpointSlice],
     seen: &mut HashMap<String, String>,
 ) {
     let now = jiff::Timestamp::now();
+    let mut present = HashSet::with_capacity(slices.len());
     for s in slices {
         let key = format!(
             "{}/{}",
             s.metadata.namespace.as_deref().unwrap_or(""),
             s.metadata.name.as_deref().unwrap_or("")
         );
-        let Some(t) = s.metadata.annotations.as_ref().and_then(|a| a.get(TRIGGER)) else {
+        present.insert(key.clone());
+        let Some(t) = s
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(TRIGGER_TIME_ANNOTATION))
+        else {
             continue;
         };
         if seen.get(&key) == Some(t) {
@@ -229,4 +236,5 @@ fn observe_programming(
         }
         seen.insert(key, t.clone());
     }
+    seen.retain(|key, _| present.contains(key));
 }

@@ -8,10 +8,9 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use svcnet_core::endpoints::{HEADLESS_LABEL, SERVICE_NAME_LABEL};
 
-pub const HEADLESS_LABEL: &str = "service.kubernetes.io/headless";
 pub const SERVICE_PROXY_NAME_LABEL: &str = "service.kubernetes.io/service-proxy-name";
-const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Protocol {
@@ -83,7 +82,6 @@ pub struct ServicePortInfo {
     pub cluster_ips: Vec<IpAddr>,
     pub port: u16,
     pub protocol: Protocol,
-    pub node_port: Option<u16>,
     /// `Some(timeout)` when `sessionAffinity: ClientIP`.
     pub affinity: Option<Duration>,
     /// Every endpoint known for this port, sorted; see [`ServicePortInfo::usable`].
@@ -228,10 +226,6 @@ pub fn desired_state(services: &[Service], slices: &[EndpointSlice], node: &str)
                     cluster_ips: cluster_ips.clone(),
                     port,
                     protocol,
-                    node_port: p
-                        .node_port
-                        .and_then(|n| u16::try_from(n).ok())
-                        .filter(|&n| n != 0),
                     affinity,
                     endpoints: eps
                         .get(&key)
@@ -331,7 +325,6 @@ mod tests {
             cluster_ips: vec![],
             port: 80,
             protocol: Protocol::Tcp,
-            node_port: None,
             affinity: None,
             endpoints: vec![
                 ep("10.0.0.1", false, true, "n1"),

@@ -78,7 +78,6 @@ struct PortProxy {
     local_port: u16,
     balancer: Arc<Mutex<Balancer>>,
     accept: JoinHandle<()>,
-    has_endpoints: bool,
 }
 
 impl Drop for PortProxy {
@@ -101,11 +100,6 @@ impl Userspace {
             ports: HashMap::new(),
             seed: rand::random(),
         }
-    }
-
-    /// The local port serving a service port, for tests and diagnostics.
-    pub fn local_port(&self, name: &ServicePortName) -> Option<u16> {
-        self.ports.get(name).map(|p| p.local_port)
     }
 
     async fn open(
@@ -167,7 +161,6 @@ impl Userspace {
             local_port,
             balancer,
             accept,
-            has_endpoints: false,
         })
     }
 }
@@ -197,12 +190,11 @@ impl Dataplane for Userspace {
                     .into_iter()
                     .map(|e| SocketAddr::new(e.ip, e.port))
                     .collect();
-                port.has_endpoints = !backends.is_empty();
                 port.balancer
                     .lock()
                     .expect("balancer lock")
                     .update(&backends, info.affinity);
-                let action = if port.has_endpoints {
+                let action = if !backends.is_empty() {
                     VipAction::Redirect(port.local_port)
                 } else {
                     VipAction::Reject
@@ -219,6 +211,8 @@ impl Dataplane for Userspace {
                 }
             }
             rules.sort();
+            // Applied on every sync, identical or not: the periodic sync is what repairs a
+            // table changed behind the proxy's back.
             nft::apply(&nft::render(&rules)).await.map_err(Error::Nft)
         })
     }

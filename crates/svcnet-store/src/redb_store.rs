@@ -124,13 +124,13 @@ impl RedbStore {
 
     fn meta(&self, name: &str) -> Result<Revision> {
         let txn = self.shared.db.begin_read().map_err(backend)?;
-        let meta = txn.open_table(META).map_err(backend)?;
-        Ok(meta
-            .get(name)
-            .map_err(backend)?
-            .map(|v| v.value())
-            .unwrap_or(0))
+        read_meta(&txn.open_table(META).map_err(backend)?, name)
     }
+}
+
+/// A counter in the meta table (`revision`, `compacted`); 0 before the first write.
+fn read_meta(meta: &impl ReadableTable<&'static str, u64>, name: &str) -> Result<Revision> {
+    Ok(meta.get(name).map_err(backend)?.map_or(0, |v| v.value()))
 }
 
 // === encoding ===
@@ -166,6 +166,12 @@ fn encode_event(event: &Event) -> Vec<u8> {
     out
 }
 
+/// The key of an encoded event, without decoding the rest.
+fn event_key(raw: &[u8]) -> &[u8] {
+    let key_len = u32::from_be_bytes(raw[9..13].try_into().expect("4 bytes")) as usize;
+    &raw[13..13 + key_len]
+}
+
 fn decode_event(revision: Revision, raw: &[u8]) -> Event {
     let kind = if raw[0] == 0 {
         EventType::Put
@@ -173,8 +179,9 @@ fn decode_event(revision: Revision, raw: &[u8]) -> Event {
         EventType::Delete
     };
     let create_revision = u64::from_be_bytes(raw[1..9].try_into().expect("8 bytes"));
-    let key_len = u32::from_be_bytes(raw[9..13].try_into().expect("4 bytes")) as usize;
-    let key = String::from_utf8_lossy(&raw[13..13 + key_len]).into_owned();
+    let key_bytes = event_key(raw);
+    let key_len = key_bytes.len();
+    let key = String::from_utf8_lossy(key_bytes).into_owned();
     Event {
         kind,
         kv: KeyValue {
@@ -228,14 +235,8 @@ fn apply_batch(db: &Database, batch: &[WriteRequest], history: u64) -> Result<Ba
         let mut objects = txn.open_table(OBJECTS).map_err(backend)?;
         let mut log = txn.open_table(EVENTS).map_err(backend)?;
         let mut meta = txn.open_table(META).map_err(backend)?;
-        let mut revision = meta
-            .get("revision")
-            .map_err(backend)?
-            .map_or(0, |v| v.value());
-        let mut compacted = meta
-            .get("compacted")
-            .map_err(backend)?
-            .map_or(0, |v| v.value());
+        let mut revision = read_meta(&meta, "revision")?;
+        let mut compacted = read_meta(&meta, "compacted")?;
 
         for req in batch {
             let (key, pre) = match &req.op {
@@ -352,10 +353,7 @@ impl Store for RedbStore {
             let txn = self.shared.db.begin_read().map_err(backend)?;
             let objects = txn.open_table(OBJECTS).map_err(backend)?;
             let meta = txn.open_table(META).map_err(backend)?;
-            let revision = meta
-                .get("revision")
-                .map_err(backend)?
-                .map_or(0, |v| v.value());
+            let revision = read_meta(&meta, "revision")?;
             let start = match start_after {
                 Some(after) if after >= prefix => after,
                 _ => prefix,
@@ -420,10 +418,7 @@ impl Store for RedbStore {
             let live = self.shared.events.subscribe();
             let txn = self.shared.db.begin_read().map_err(backend)?;
             let meta = txn.open_table(META).map_err(backend)?;
-            let compacted = meta
-                .get("compacted")
-                .map_err(backend)?
-                .map_or(0, |v| v.value());
+            let compacted = read_meta(&meta, "compacted")?;
             if after < compacted {
                 return Err(Error::Compacted {
                     requested: after,
@@ -437,15 +432,12 @@ impl Store for RedbStore {
             };
             for entry in log.range(first..).map_err(backend)? {
                 let (rev, raw) = entry.map_err(backend)?;
-                let event = decode_event(rev.value(), raw.value());
-                if event.kv.key.starts_with(prefix) {
-                    replay.push(Ok(event));
+                // Only the events under the prefix are decoded (copied out).
+                if event_key(raw.value()).starts_with(prefix.as_bytes()) {
+                    replay.push(Ok(decode_event(rev.value(), raw.value())));
                 }
             }
-            let head = meta
-                .get("revision")
-                .map_err(backend)?
-                .map_or(0, |v| v.value());
+            let head = read_meta(&meta, "revision")?;
             drop(txn);
             let prefix: Arc<str> = prefix.into();
             let live = futures::stream::unfold(Some(live), move |state| {

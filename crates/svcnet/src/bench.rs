@@ -1,6 +1,8 @@
 //! `svcnet bench apiserver`: API throughput and watch fan-out latency, with the embedded store's
 //! own write and range-read rates measured in the same run as the anchor.
 
+use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -54,10 +56,15 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 
-pub async fn run(args: ApiserverBench) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir().context("temp dir")?;
+/// Starts an API server inside this process on a free loopback port, its store in `dir`, and
+/// returns its address and a client for it. With `controllers` its background tasks (the
+/// EndpointSlice controller, the pod reaper) run too. It serves until the process exits.
+pub(crate) async fn in_process_api(
+    dir: &Path,
+    controllers: bool,
+) -> anyhow::Result<(SocketAddr, kube::Client)> {
     let store = Arc::new(RedbStore::open(
-        &dir.path().join("store.redb"),
+        &dir.join("store.redb"),
         RedbStoreConfig::default(),
     )?);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -69,16 +76,20 @@ pub async fn run(args: ApiserverBench) -> anyhow::Result<()> {
     let server = ApiServer::new(store, config)
         .await
         .map_err(anyhow::Error::msg)?;
-    let _tasks = if args.controllers {
-        server.spawn_background()
-    } else {
-        Vec::new()
-    };
-    let serving = server.clone();
+    if controllers {
+        // Dropping the handles detaches the tasks; they keep running.
+        server.spawn_background();
+    }
     tokio::spawn(async move {
-        let _ = serving.serve(listener, std::future::pending()).await;
+        let _ = server.serve(listener, std::future::pending()).await;
     });
     let client = kube::Client::try_from(kube::Config::new(format!("http://{addr}").parse()?))?;
+    Ok((addr, client))
+}
+
+pub async fn run(args: ApiserverBench) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir().context("temp dir")?;
+    let (_, client) = in_process_api(dir.path(), args.controllers).await?;
     let api: Api<Service> = Api::namespaced(client.clone(), "default");
     println!(
         "svcnet bench apiserver: {} Services, {} in flight, {} watchers, controllers {}",

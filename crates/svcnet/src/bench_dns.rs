@@ -9,7 +9,6 @@
 //! queries per CPU-second of the server process are printed beside the QPS for that reason.
 
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -17,8 +16,6 @@ use clap::Args;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, ListParams, PostParams};
-use svcnet_apiserver::{ApiServer, Config};
-use svcnet_store::{RedbStore, RedbStoreConfig};
 
 #[derive(Args, Clone, Debug)]
 pub struct DnsBench {
@@ -248,23 +245,7 @@ pub async fn run(args: DnsBench) -> anyhow::Result<()> {
         }
     }
     let dir = tempfile::tempdir()?;
-    let store = RedbStore::open(&dir.path().join("store.redb"), RedbStoreConfig::default())?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let api_addr = listener.local_addr()?;
-    let server = ApiServer::new(
-        Arc::new(store),
-        Config {
-            advertise: api_addr,
-            ..Default::default()
-        },
-    )
-    .await
-    .map_err(anyhow::Error::msg)?;
-    let serving = server.clone();
-    tokio::spawn(async move {
-        let _ = serving.serve(listener, std::future::pending()).await;
-    });
-    let client = kube::Client::try_from(kube::Config::new(format!("http://{api_addr}").parse()?))?;
+    let (api_addr, client) = crate::bench::in_process_api(dir.path(), false).await?;
     let api: Api<Service> = Api::namespaced(client, "default");
     futures::stream::iter(0..args.services)
         .map(|i| {
@@ -403,10 +384,7 @@ pub async fn run(args: DnsBench) -> anyhow::Result<()> {
         }
     }
     let a_rss = rss_kib(ours.0.id());
-    let nsd_rss: u64 = pids_of(&conf.display().to_string())
-        .into_iter()
-        .map(rss_kib)
-        .sum();
+    let nsd_rss: u64 = nsd_pids.iter().copied().map(rss_kib).sum();
     let (a, b) = (best(&ours_runs), best(&nsd_runs));
     println!(
         "svcnet dns: best {:.0} QPS (median {:.0}), avg latency {:.3} ms, {:.0} queries per CPU-second, RSS {:.1} MB",

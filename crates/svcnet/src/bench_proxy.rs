@@ -22,7 +22,7 @@ pub struct ProxyBench {
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
     /// The relay the proxy uses: splice or copy.
-    #[arg(long, default_value = "splice")]
+    #[arg(long, default_value = "splice", value_parser = ["splice", "copy"])]
     relay: String,
     /// Bytes for the throughput run (sent through the relay and echoed back).
     #[arg(long, default_value_t = 1 << 30)]
@@ -161,11 +161,17 @@ fn kubectl(lab: &Lab, server: &str, args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn run_client(lab: &Lab, ns: &str, target: &str, extra: &[&str]) -> anyhow::Result<Value> {
+/// Runs `bin bench client target extra…` (`bin` is this program) in `ns`; returns its JSON line.
+fn run_client(
+    lab: &Lab,
+    bin: &str,
+    ns: &str,
+    target: &str,
+    extra: &[&str],
+) -> anyhow::Result<Value> {
     let mut args = vec!["bench", "client", target];
     args.extend_from_slice(extra);
-    let exe = std::fs::read_link(BIN_SELF)?;
-    let out = lab.exec(ns, exe.to_str().context("binary path")?, &args)?;
+    let out = lab.exec(ns, bin, &args)?;
     if !out.status.success() {
         bail!(
             "bench client failed: {}",
@@ -178,13 +184,9 @@ fn run_client(lab: &Lab, ns: &str, target: &str, extra: &[&str]) -> anyhow::Resu
 
 pub async fn run(args: ProxyBench) -> anyhow::Result<()> {
     svcnet_lab::require_privileges().map_err(anyhow::Error::msg)?;
-    if std::process::Command::new("haproxy")
-        .arg("-v")
-        .output()
-        .is_err()
-    {
+    let Ok(haproxy_version) = std::process::Command::new("haproxy").arg("-v").output() else {
         bail!("haproxy is not installed (apt-get install haproxy)");
-    }
+    };
     let exe = std::fs::read_link(BIN_SELF)?;
     let bin = exe.to_str().context("binary path")?.to_owned();
     let mut lab = Lab::new("bench")?;
@@ -305,12 +307,14 @@ pub async fn run(args: ProxyBench) -> anyhow::Result<()> {
     loop {
         let a = run_client(
             &lab,
+            &bin,
             &client.netns,
             &ours,
             &["--seconds", "1", "--concurrency", "1"],
         );
         let b = run_client(
             &lab,
+            &bin,
             &client.netns,
             &theirs,
             &["--seconds", "1", "--concurrency", "1"],
@@ -328,16 +332,11 @@ pub async fn run(args: ProxyBench) -> anyhow::Result<()> {
     let bytes = args.bytes.to_string();
     println!(
         "svcnet bench proxy: userspace relay vs HAProxy {} (TCP mode), 3 echo backends, client pod on the same node, {} s churn at {} in flight, {} bytes echoed",
-        String::from_utf8_lossy(
-            &std::process::Command::new("haproxy")
-                .arg("-v")
-                .output()?
-                .stdout
-        )
-        .lines()
-        .next()
-        .unwrap_or("")
-        .trim(),
+        String::from_utf8_lossy(&haproxy_version.stdout)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim(),
         args.seconds,
         args.concurrency,
         args.bytes
@@ -347,6 +346,7 @@ pub async fn run(args: ProxyBench) -> anyhow::Result<()> {
     let direct = format!("{first_backend}:8080");
     let c = run_client(
         &lab,
+        &bin,
         &client.netns,
         &direct,
         &["--seconds", &secs, "--concurrency", &conc],
@@ -359,12 +359,14 @@ pub async fn run(args: ProxyBench) -> anyhow::Result<()> {
     for (label, target) in [("svcnet userspace", &ours), ("haproxy", &theirs)] {
         let conns = run_client(
             &lab,
+            &bin,
             &client.netns,
             target,
             &["--seconds", &secs, "--concurrency", &conc],
         )?;
         let thr = run_client(
             &lab,
+            &bin,
             &client.netns,
             target,
             &["--mode", "throughput", "--bytes", &bytes],

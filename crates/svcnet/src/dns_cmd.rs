@@ -10,6 +10,7 @@ use kube::api::{Api, ListParams};
 use svcnet_dns::{DnsConfig, PodsMode};
 
 use crate::api_client::ApiArgs;
+use crate::proxy_cmd::optional_addr;
 
 #[derive(Args, Clone, Debug)]
 pub struct DnsArgs {
@@ -28,7 +29,7 @@ pub struct DnsArgs {
     #[arg(long, default_value = "disabled", value_parser = parse_pods)]
     pods: PodsMode,
     /// Upstream servers for other names, IP[:PORT],… (default: the nameservers in /etc/resolv.conf).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', conflicts_with = "no_forward")]
     upstream: Vec<String>,
     /// Answer cluster names only; everything else gets REFUSED.
     #[arg(long)]
@@ -82,19 +83,14 @@ pub fn upstreams(given: &[String], listen: SocketAddr) -> anyhow::Result<Vec<Soc
 }
 
 pub fn config(args: &DnsArgs) -> anyhow::Result<DnsConfig> {
-    let health_listen = if args.health_listen.is_empty() {
-        None
+    let health_listen = optional_addr("health-listen", &args.health_listen)?;
+    let upstreams = if args.no_forward {
+        Vec::new()
     } else {
-        Some(args.health_listen.parse().with_context(|| {
-            format!(
-                "--health-listen: {:?} is not an address",
-                args.health_listen
-            )
-        })?)
+        upstreams(&args.upstream, args.listen)?
     };
-    let upstreams = upstreams(&args.upstream, args.listen)?;
     if !args.no_forward && upstreams.is_empty() {
-        tracing::warn!("no upstream servers: names outside the cluster will get SERVFAIL");
+        tracing::warn!("no upstream servers: names outside the cluster will get REFUSED");
     }
     Ok(DnsConfig {
         listen: args.listen,

@@ -126,10 +126,7 @@ fn parse_cidrs(s: &str) -> Result<ServiceCidrs, String> {
             Ok(net)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    svcnet_core::service_alloc::ServiceAllocators::new(
-        &cidrs,
-        "30000-32767".parse().expect("valid"),
-    )?;
+    svcnet_core::service_alloc::ServiceAllocators::new(&cidrs, Config::default().node_port_range)?;
     Ok(ServiceCidrs(cidrs))
 }
 
@@ -150,11 +147,10 @@ fn write_kubeconfig(path: &Path, server: SocketAddr) -> anyhow::Result<()> {
     std::fs::write(path, kubeconfig(server)).with_context(|| format!("writing {}", path.display()))
 }
 
-async fn run_apiserver(
-    args: ApiserverArgs,
-    banner: bool,
-    dns: Option<SocketAddr>,
-) -> anyhow::Result<()> {
+/// Runs the API server; with `dns` (as `svcnet up` does) also cluster DNS on that address, and
+/// prints a banner saying how to use them.
+async fn run_apiserver(args: ApiserverArgs, dns: Option<SocketAddr>) -> anyhow::Result<()> {
+    let banner = dns.is_some();
     if !args.listen.ip().is_loopback() {
         tracing::warn!(listen = %args.listen, "serving plain HTTP without authentication on a non-loopback address");
     }
@@ -215,10 +211,6 @@ async fn run_apiserver(
         None => None,
     };
     if banner {
-        let kc = args
-            .write_kubeconfig
-            .as_deref()
-            .unwrap_or(Path::new("svcnet-data/kubeconfig"));
         println!("svcnet is up: API server on http://{}", args.listen);
         if let Some(d) = &dns {
             println!(
@@ -228,7 +220,10 @@ async fn run_apiserver(
                 d.udp_addr.port()
             );
         }
-        println!("  export KUBECONFIG={}", kc.display());
+        // `svcnet up` always writes one.
+        if let Some(kc) = &args.write_kubeconfig {
+            println!("  export KUBECONFIG={}", kc.display());
+        }
         println!("  kubectl get svc -A");
         println!(
             "Stop with Ctrl-C; data stays in {}.",
@@ -252,7 +247,7 @@ async fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Apiserver(args) => run_apiserver(args, false, None).await,
+        Command::Apiserver(args) => run_apiserver(args, None).await,
         Command::Bench(BenchCommand::Apiserver(args)) => bench::run(args).await,
         Command::Bench(BenchCommand::Proxy(args)) => bench_proxy::run(args).await,
         Command::Bench(BenchCommand::Dns(args)) => bench_dns::run(args).await,
@@ -265,17 +260,16 @@ async fn main() -> std::process::ExitCode {
         Command::Up(up) => {
             let dns_listen = up.dns_listen;
             let kubeconfig = up.data_dir.join("kubeconfig");
+            let defaults = Config::default();
             let args = ApiserverArgs {
                 listen: up.listen,
                 data_dir: up.data_dir,
-                service_cluster_ip_range: ServiceCidrs(vec![
-                    "10.96.0.0/12".parse().expect("valid"),
-                ]),
-                service_node_port_range: "30000-32767".parse().expect("valid"),
+                service_cluster_ip_range: ServiceCidrs(defaults.service_cidrs),
+                service_node_port_range: defaults.node_port_range,
                 write_kubeconfig: Some(kubeconfig),
-                watch_history: 100_000,
+                watch_history: RedbStoreConfig::default().history,
             };
-            run_apiserver(args, true, Some(dns_listen)).await
+            run_apiserver(args, Some(dns_listen)).await
         }
     };
     match result {

@@ -21,7 +21,8 @@ pub struct ProxyArgs {
     /// Dataplane: userspace (iptables, nftables and ipvs are not available yet).
     #[arg(long, default_value = "userspace")]
     proxy_mode: String,
-    /// Backend choice in userspace mode: rr, wrr, lc, wlc, sh, dh, sed, nq, mh.
+    /// Backend choice in userspace mode: rr, wrr, lc, wlc, sh, dh, sed, nq, mh. Every endpoint
+    /// has weight 1, so wrr acts as rr and wlc, sed and nq as lc.
     #[arg(long, default_value = "rr")]
     scheduler: SchedulerKind,
     /// How userspace mode moves TCP bytes: splice (zero-copy) or copy.
@@ -47,7 +48,8 @@ pub struct ProxyArgs {
     cleanup: bool,
 }
 
-fn optional_addr(flag: &str, s: &str) -> anyhow::Result<Option<SocketAddr>> {
+/// An `address:port` flag where the empty string means "disabled".
+pub(crate) fn optional_addr(flag: &str, s: &str) -> anyhow::Result<Option<SocketAddr>> {
     if s.is_empty() {
         return Ok(None);
     }

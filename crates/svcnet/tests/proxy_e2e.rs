@@ -136,6 +136,11 @@ impl Cluster {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// `kubectl patch svc <svc> --type=<kind> -p <patch>`; `kind` is json, merge or strategic.
+    fn patch_svc(&self, svc: &str, kind: &str, patch: &str) {
+        self.kubectl(&["patch", "svc", svc, &format!("--type={kind}"), "-p", patch]);
+    }
+
     fn apply(&self, yaml: &str) {
         let path: PathBuf = self.dir.path().join(format!("obj-{}.yaml", rand_suffix()));
         std::fs::write(&path, yaml).unwrap();
@@ -359,19 +364,16 @@ fn suite(mode: &str) {
     assert_eq!(err, ["refused"], "UDP gets port unreachable");
 
     // 4: ports added and removed take effect.
-    c.kubectl(&["patch", "svc", "web", "--type=json", "-p", r#"[{"op":"add","path":"/spec/ports/-","value":{"name":"extra","port":82,"targetPort":"alt"}}]"#]);
+    c.patch_svc(
+        "web",
+        "json",
+        r#"[{"op":"add","path":"/spec/ports/-","value":{"name":"extra","port":82,"targetPort":"alt"}}]"#,
+    );
     let web82 = format!("{vip}:82");
     c.wait_for("port 82", || {
         (!c.probe(&client_ns, &web82, 1, &[]).0.is_empty()).then_some(())
     });
-    c.kubectl(&[
-        "patch",
-        "svc",
-        "web",
-        "--type=json",
-        "-p",
-        r#"[{"op":"remove","path":"/spec/ports/1"}]"#,
-    ]);
+    c.patch_svc("web", "json", r#"[{"op":"remove","path":"/spec/ports/1"}]"#);
     c.wait_for("port 81 gone", || {
         (c.probe(&client_ns, &web81, 1, &["--timeout", "2s"]).1 == ["refused"]).then_some(())
     });
@@ -393,25 +395,19 @@ fn suite(mode: &str) {
     std::thread::sleep(Duration::from_secs(3));
     let (after, _) = c.probe(&client_ns, &sticky, 1, &[]);
     assert_ne!(after[0], pinned, "after the timeout round robin moves on");
-    c.kubectl(&[
-        "patch",
-        "svc",
+    c.patch_svc(
         "sticky",
-        "--type=merge",
-        "-p",
+        "merge",
         r#"{"spec":{"sessionAffinity":"None","sessionAffinityConfig":null}}"#,
-    ]);
+    );
     c.wait_for("affinity off", || {
         (counts(&c.probe(&client_ns, &sticky, 6, &[]).0).len() > 1).then_some(())
     });
-    c.kubectl(&[
-        "patch",
-        "svc",
+    c.patch_svc(
         "sticky",
-        "--type=merge",
-        "-p",
+        "merge",
         r#"{"spec":{"sessionAffinity":"ClientIP"}}"#,
-    ]);
+    );
     c.wait_for("affinity back on", || {
         let (ok, _) = c.probe(&client_ns, &sticky, 10, &[]);
         (ok.len() == 10 && counts(&ok).len() == 1).then_some(())
@@ -472,14 +468,7 @@ fn suite(mode: &str) {
     );
 
     // 22: endpoints going away (empty slice) → refused.
-    c.kubectl(&[
-        "patch",
-        "svc",
-        "sticky",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"selector":{"app":"gone"}}}"#,
-    ]);
+    c.patch_svc("sticky", "merge", r#"{"spec":{"selector":{"app":"gone"}}}"#);
     c.wait_for("sticky refused", || {
         (c.probe(&client_ns, &sticky, 1, &["--timeout", "2s"]).1 == ["refused"]).then_some(())
     });

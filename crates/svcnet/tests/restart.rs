@@ -1,9 +1,11 @@
 //! Durability: 1,000 Services survive a SIGKILL of the API server, with every allocation.
 
+mod common;
+
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -11,23 +13,10 @@ use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
 
-fn free_port() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
-}
+use common::{Running, free_port};
 
-/// Kills the server when the test ends, also on failure.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(addr: SocketAddr, data: &Path) -> Server {
-    Server(
+fn spawn(addr: SocketAddr, data: &Path) -> Running {
+    Running(
         Command::new(env!("CARGO_BIN_EXE_svcnet"))
             .args(["apiserver", "--listen", &addr.to_string(), "--data-dir"])
             .arg(data)

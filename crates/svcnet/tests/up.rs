@@ -1,16 +1,11 @@
 //! `svcnet up` does what the README says: a working API server and a kubeconfig for kubectl.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-struct Running(Child);
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::{Running, free_port, poll};
 
 #[test]
 fn up_serves_kubectl_with_the_written_kubeconfig() {
@@ -27,10 +22,7 @@ fn up_serves_kubectl_with_the_written_kubeconfig() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let addr = free_port();
     let data = dir.path().join("svcnet-data");
     let mut up = Running(
         Command::new(env!("CARGO_BIN_EXE_svcnet"))
@@ -63,8 +55,7 @@ fn up_serves_kubectl_with_the_written_kubeconfig() {
         .expect("banner with the DNS address");
     let dns: std::net::SocketAddr = dns.parse().unwrap();
     let kubeconfig = data.join("kubeconfig");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    let out = poll(Duration::from_secs(30), "svcnet up never answered", || {
         let out = Command::new("kubectl")
             .arg("--kubeconfig")
             .arg(&kubeconfig)
@@ -79,24 +70,19 @@ fn up_serves_kubectl_with_the_written_kubeconfig() {
             .output()
             .unwrap();
         if out.status.success() {
-            assert_eq!(String::from_utf8_lossy(&out.stdout), "10.96.0.1");
-            break;
+            Ok(out)
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
         }
-        assert!(
-            Instant::now() < deadline,
-            "svcnet up never answered: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    });
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "10.96.0.1");
     // DNS answers for the kubernetes Service (polled: the index fills after the first sync).
     if Command::new("sh")
         .args(["-c", "command -v dig"])
         .output()
         .is_ok_and(|o| o.status.success())
     {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
+        poll(Duration::from_secs(30), "no DNS answer", || {
             let out = Command::new("dig")
                 .args([
                     &format!("@{}", dns.ip()),
@@ -110,16 +96,13 @@ fn up_serves_kubectl_with_the_written_kubeconfig() {
                 ])
                 .output()
                 .unwrap();
-            if String::from_utf8_lossy(&out.stdout).trim() == "10.96.0.1" {
-                break;
+            let answer = String::from_utf8_lossy(&out.stdout);
+            if answer.trim() == "10.96.0.1" {
+                Ok(())
+            } else {
+                Err(answer.into_owned())
             }
-            assert!(
-                Instant::now() < deadline,
-                "no DNS answer: {}",
-                String::from_utf8_lossy(&out.stdout)
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        });
     } else {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),

@@ -53,8 +53,23 @@ impl Default for Options {
     }
 }
 
+impl Options {
+    /// The defaults without the background tasks (EndpointSlice controller, Pod reaper).
+    pub fn quiet() -> Self {
+        Self {
+            controllers: false,
+            ..Default::default()
+        }
+    }
+}
+
 pub async fn start(transport: Transport) -> TestServer {
     start_with(transport, Options::default()).await
+}
+
+/// A server without the background tasks (EndpointSlice controller, Pod reaper).
+pub async fn start_quiet(transport: Transport) -> TestServer {
+    start_with(transport, Options::quiet()).await
 }
 
 pub async fn start_with(transport: Transport, mut opts: Options) -> TestServer {

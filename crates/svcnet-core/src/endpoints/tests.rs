@@ -160,6 +160,7 @@ fn at_most_100_endpoints_per_slice_and_an_empty_slice_without_pods() {
         .iter()
         .map(|s| s.metadata.name.clone().unwrap())
         .collect();
+    names.sort();
     names.dedup();
     assert_eq!(names.len(), 3);
     let empty = desired(&s, &[], "t");

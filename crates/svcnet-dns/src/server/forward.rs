@@ -144,8 +144,8 @@ async fn exchange_udp(upstream: SocketAddr, query: &[u8]) -> std::io::Result<Vec
     loop {
         let n = socket.recv(&mut buf).await?;
         if is_reply_to(query, &buf[..n]) {
-            buf.truncate(n);
-            return Ok(buf);
+            // A copy of the reply's size, not the 64 KiB buffer (up to 1000 are in flight).
+            return Ok(buf[..n].to_vec());
         }
     }
 }
@@ -295,9 +295,7 @@ pub(crate) fn for_client(
         reply[10..12].copy_from_slice(&ar.to_be_bytes());
     }
     if reply.len() > limit {
-        let mut out = q.empty_reply(u16::from(reply[3] & 0x0f), false);
-        out[2] |= 0x02;
-        return out;
+        return q.truncated_reply(u16::from(reply[3] & 0x0f), false);
     }
     reply
 }
