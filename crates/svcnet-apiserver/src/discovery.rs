@@ -3,6 +3,7 @@
 
 use serde_json::{Value, json};
 
+use crate::kinds;
 use crate::resources::{self, Resource};
 
 /// The Kubernetes version this server presents; kubectl picks a matching client for it.
@@ -31,8 +32,7 @@ pub fn api_versions(server: &str) -> Value {
 }
 
 fn groups() -> Vec<&'static str> {
-    let mut g: Vec<&str> = resources::ALL
-        .iter()
+    let mut g: Vec<&str> = kinds::resources()
         .map(|r| r.group)
         .filter(|g| !g.is_empty())
         .collect();
@@ -72,13 +72,13 @@ fn resource_entry(r: &Resource) -> Vec<Value> {
         "singularName": r.singular,
         "namespaced": r.namespaced,
         "kind": r.kind,
-        "verbs": resources::verbs(),
+        "verbs": resources::VERBS,
     });
     if !r.short_names.is_empty() {
         main["shortNames"] = json!(r.short_names);
     }
-    if matches!(r.plural, "services" | "pods") {
-        main["categories"] = json!(["all"]);
+    if !r.categories.is_empty() {
+        main["categories"] = json!(r.categories);
     }
     let mut out = vec![main];
     if r.has_status {
@@ -90,11 +90,21 @@ fn resource_entry(r: &Resource) -> Vec<Value> {
             "verbs": ["get", "patch", "update"],
         }));
     }
+    if r.has_finalize {
+        out.push(json!({
+            "name": format!("{}/finalize", r.plural),
+            "singularName": "",
+            "namespaced": r.namespaced,
+            "kind": r.kind,
+            "verbs": ["update"],
+        }));
+    }
     out
 }
 
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
-    let list: Vec<Value> = resources::in_group(group)
+    let list: Vec<Value> = kinds::resources()
+        .filter(|r| r.group == group)
         .filter(|r| r.version == version)
         .flat_map(resource_entry)
         .collect();
@@ -122,7 +132,7 @@ fn gv_path(group: &str) -> String {
 /// `/openapi/v3`: one entry per group-version.
 pub fn openapi_v3_root() -> Value {
     let mut paths = serde_json::Map::new();
-    let mut gvs: Vec<&str> = resources::ALL.iter().map(|r| r.group).collect();
+    let mut gvs: Vec<&str> = kinds::resources().map(|r| r.group).collect();
     gvs.dedup();
     for g in gvs {
         let p = gv_path(g);
@@ -156,7 +166,7 @@ pub fn openapi_v3_group(path: &str) -> Option<Value> {
     };
     let mut paths = serde_json::Map::new();
     let mut schemas = serde_json::Map::new();
-    for r in resources::in_group(group) {
+    for r in kinds::resources().filter(|r| r.group == group) {
         let gvk = json!([{"group": r.group, "version": r.version, "kind": r.kind}]);
         let base = if group.is_empty() {
             "/api/v1".to_owned()

@@ -28,19 +28,34 @@ pub enum ApiError {
         name: String,
         detail: String,
     },
-    #[error("{kind} \"{name}\" is invalid: {errors}")]
+    #[error("{kind}{} \"{name}\" is invalid: {}", qualify(group), errors.aggregate_message())]
     Invalid {
         group: String,
         kind: String,
         name: String,
         errors: ErrorList,
     },
+    /// A server-side apply that would change fields other managers own.
+    #[error("{message}")]
+    ApplyConflict { message: String, causes: Vec<Value> },
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
     Forbidden(String),
+    /// A 403 with the `details` kube-apiserver sends (the object, and causes).
+    #[error("{message}")]
+    Denied { message: String, details: Value },
     #[error("{0}")]
     Gone(String),
+    /// 410 for an expired continue token, with a token to read the rest at the newest revision.
+    #[error("{message}")]
+    Expired {
+        message: String,
+        continue_token: Option<String>,
+    },
+    /// 504: a resourceVersion the store has not reached.
+    #[error("Timeout: Too large resource version: {requested}, current: {current}")]
+    TooLargeResourceVersion { requested: u64, current: u64 },
     #[error("the server does not allow this method on the requested resource")]
     MethodNotAllowed,
     #[error("the server could not find the requested resource")]
@@ -51,6 +66,9 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("Internal error occurred: {0}")]
     Internal(String),
+    /// A 500 without a reason, as kube-apiserver answers errors it does not classify.
+    #[error("{0}")]
+    Unexpected(String),
     #[error("Timeout: {0}")]
     Timeout(String),
 }
@@ -59,15 +77,18 @@ impl ApiError {
     pub fn code(&self) -> StatusCode {
         match self {
             ApiError::NotFound { .. } | ApiError::NoRoute => StatusCode::NOT_FOUND,
-            ApiError::AlreadyExists { .. } | ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::AlreadyExists { .. }
+            | ApiError::Conflict { .. }
+            | ApiError::ApplyConflict { .. } => StatusCode::CONFLICT,
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::Gone(_) => StatusCode::GONE,
+            ApiError::Forbidden(_) | ApiError::Denied { .. } => StatusCode::FORBIDDEN,
+            ApiError::Gone(_) | ApiError::Expired { .. } => StatusCode::GONE,
+            ApiError::TooLargeResourceVersion { .. } => StatusCode::GATEWAY_TIMEOUT,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Internal(_) | ApiError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -76,15 +97,17 @@ impl ApiError {
         match self {
             ApiError::NotFound { .. } | ApiError::NoRoute => "NotFound",
             ApiError::AlreadyExists { .. } => "AlreadyExists",
-            ApiError::Conflict { .. } => "Conflict",
+            ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } => "Conflict",
             ApiError::Invalid { .. } => "Invalid",
             ApiError::BadRequest(_) => "BadRequest",
-            ApiError::Forbidden(_) => "Forbidden",
-            ApiError::Gone(_) => "Expired",
+            ApiError::Forbidden(_) | ApiError::Denied { .. } => "Forbidden",
+            ApiError::Gone(_) | ApiError::Expired { .. } => "Expired",
+            ApiError::TooLargeResourceVersion { .. } => "Timeout",
             ApiError::MethodNotAllowed => "MethodNotAllowed",
             ApiError::TooLarge(_) => "RequestEntityTooLarge",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
             ApiError::Internal(_) => "InternalError",
+            ApiError::Unexpected(_) => "",
             ApiError::Timeout(_) => "Timeout",
         }
     }
@@ -131,12 +154,26 @@ impl ApiError {
                 }
                 Some(d)
             }
+            ApiError::ApplyConflict { causes, .. } => Some(json!({"causes": causes})),
+            ApiError::Denied { details, .. } => Some(details.clone()),
+            ApiError::TooLargeResourceVersion { .. } => Some(json!({
+                "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+                "retryAfterSeconds": 1,
+            })),
+            ApiError::Internal(msg) => Some(json!({"causes": [{"message": msg}]})),
             _ => None,
+        };
+        let metadata = match self {
+            ApiError::Expired {
+                continue_token: Some(t),
+                ..
+            } => json!({"continue": t}),
+            _ => json!({}),
         };
         let mut status = json!({
             "kind": "Status",
             "apiVersion": "v1",
-            "metadata": {},
+            "metadata": metadata,
             "status": "Failure",
             "message": self.to_string(),
             "reason": self.reason(),
@@ -145,7 +182,19 @@ impl ApiError {
         if let Some(d) = details {
             status["details"] = d;
         }
+        if self.reason().is_empty() {
+            status.as_object_mut().expect("an object").remove("reason");
+        }
         status
+    }
+}
+
+/// `Kind.group` as kube-apiserver qualifies kinds of named groups.
+fn qualify(group: &str) -> String {
+    if group.is_empty() {
+        String::new()
+    } else {
+        format!(".{group}")
     }
 }
 

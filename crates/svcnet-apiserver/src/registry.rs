@@ -1,54 +1,42 @@
-//! Object storage semantics over the [`Store`]: keys, `resourceVersion`, server-set metadata,
-//! preconditions, finalizers and graceful deletion. Kind-specific rules (defaulting,
-//! validation, allocation) live in [`crate::kinds`].
+//! The generic store over [`Store`], as kube-apiserver's `genericregistry.Store`: keys,
+//! `resourceVersion`, server-set metadata, preconditions, create-on-update, dry run,
+//! `managedFields`, graceful deletion and finalizers, paged lists at one revision. Everything
+//! that differs per kind is asked of the kind's [`Strategy`]; the registry never asks which
+//! kind it holds.
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use base64::Engine;
 use bytes::Bytes;
-use rand::SeedableRng;
-use rand::rngs::StdRng;
 use serde_json::{Value, json};
 use svcnet_core::selector::{FieldSelector, LabelSelector};
-use svcnet_core::service_alloc::ServiceAllocators;
-use svcnet_store::{KeyValue, Precondition, Store};
+use svcnet_store::{KeyValue, Precondition, Revision, Store};
 
+use crate::config::Config;
 use crate::error::{ApiError, Result};
-use crate::kinds::{self, Admitted};
-use crate::resources::{self, Resource};
-
-/// Server-wide settings.
-#[derive(Clone, Debug)]
-pub struct Config {
-    pub service_cidrs: Vec<ipnet::IpNet>,
-    pub node_port_range: svcnet_core::allocator::PortRange,
-    /// Address clients reach the API at; published in the `kubernetes` Service's endpoints.
-    pub advertise: std::net::SocketAddr,
-    pub max_body_bytes: usize,
-    pub bookmark_interval: Duration,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            service_cidrs: vec!["10.96.0.0/12".parse().expect("valid CIDR")],
-            node_port_range: "30000-32767".parse().expect("valid range"),
-            advertise: "127.0.0.1:6443".parse().expect("valid address"),
-            max_body_bytes: 3 * 1024 * 1024,
-            bookmark_interval: Duration::from_secs(30),
-        }
-    }
-}
+use crate::fieldmanager::{self, Manager};
+use crate::kinds;
+use crate::resources::{Resource, Subresource};
+use crate::strategy::{DeletePlan, Strategy};
 
 /// The shared state behind every request.
 pub struct Registry {
-    pub(crate) store: Arc<dyn Store>,
-    pub(crate) config: Config,
-    pub(crate) allocators: Mutex<ServiceAllocators>,
-    pub(crate) rng: Mutex<StdRng>,
-    /// A handle to ourselves for tasks spawned from `&self` methods.
-    me: std::sync::OnceLock<std::sync::Weak<Registry>>,
+    store: Arc<dyn Store>,
+    config: Config,
+    /// One strategy per served kind, in the order of [`kinds::ALL`].
+    strategies: Vec<Box<dyn Strategy>>,
+}
+
+/// Which revision a list reads (`resourceVersion` and `resourceVersionMatch`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ListAt {
+    /// The newest state (no `resourceVersion`, or `"0"`).
+    #[default]
+    Latest,
+    /// Any state at least this new: served at the newest.
+    NotOlderThan(Revision),
+    /// Exactly this revision (410 Expired once compacted).
+    Exact(Revision),
 }
 
 /// Options of a list call.
@@ -58,6 +46,7 @@ pub struct ListOptions {
     pub fields: FieldSelector,
     pub limit: Option<usize>,
     pub continue_token: Option<String>,
+    pub at: ListAt,
 }
 
 pub struct ListPage {
@@ -65,6 +54,51 @@ pub struct ListPage {
     pub items: Vec<Bytes>,
     pub revision: u64,
     pub continue_token: Option<String>,
+    /// Objects left after this page (`remainingItemCount`), when known.
+    pub remaining: Option<u64>,
+}
+
+/// `fieldValidation`: what a write does with fields the kind does not have.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FieldValidation {
+    /// Drop them silently.
+    Ignore,
+    /// Drop them and say so in `Warning` headers (the default).
+    #[default]
+    Warn,
+    /// Refuse the write (400).
+    Strict,
+}
+
+/// Options every write carries.
+#[derive(Clone, Debug)]
+pub struct WriteOptions {
+    pub dry_run: bool,
+    /// The field manager (`fieldManager`, or the one derived from the User-Agent).
+    pub manager: String,
+    pub subresource: Subresource,
+    pub field_validation: FieldValidation,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        Self {
+            dry_run: false,
+            manager: String::new(),
+            subresource: Subresource::Main,
+            field_validation: FieldValidation::Warn,
+        }
+    }
+}
+
+impl WriteOptions {
+    /// A write by `manager` to the object itself.
+    pub fn by(manager: &str) -> Self {
+        Self {
+            manager: manager.to_owned(),
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -72,13 +106,37 @@ pub struct DeleteOptions {
     pub grace_period_seconds: Option<i64>,
     pub precondition_uid: Option<String>,
     pub precondition_rv: Option<String>,
+    pub dry_run: bool,
+}
+
+/// What a create, update or patch stored (or, in a dry run, would store).
+pub struct Written {
+    pub object: Value,
+    /// The write created the object (HTTP 201).
+    pub created: bool,
+    pub warnings: Vec<String>,
+}
+
+/// What a delete did: the object as deleted (or as marked), and whether it left the store.
+pub struct Deleted {
+    pub object: Value,
+    pub removed: bool,
+}
+
+/// A patch of one of the kinds kube-apiserver accepts.
+pub enum Patch {
+    Json(json_patch::Patch),
+    Merge(Value),
+    Strategic(Value),
+    /// Server-side apply of this configuration.
+    Apply {
+        config: Value,
+        force: bool,
+    },
 }
 
 pub fn now_rfc3339() -> String {
-    jiff::Timestamp::now()
-        .round(jiff::Unit::Second)
-        .unwrap_or_else(|_| jiff::Timestamp::now())
-        .to_string()
+    crate::strategy::timestamp(jiff::Timestamp::now())
 }
 
 pub fn new_uid() -> String {
@@ -113,8 +171,8 @@ pub fn decode_at(raw: &[u8], revision: u64) -> Result<Value> {
 /// A written object as reads will return it, with `resourceVersion` set. The trip through
 /// JSON bytes is deliberate: serde_json's float parsing is not exact, so a float in `obj` may
 /// read back slightly different, and a write's response matches what a later GET returns.
-fn read_back(obj: &Value, revision: u64) -> Result<Value> {
-    decode_at(&serde_json::to_vec(obj).expect("serializable"), revision)
+fn read_back(stored: &Bytes, revision: u64) -> Result<Value> {
+    decode_at(stored, revision)
 }
 
 /// Stored objects begin with their metadata (see [`encode`]), so the `resourceVersion` can be
@@ -143,11 +201,23 @@ pub fn raw_at(raw: &[u8], revision: u64) -> Result<Bytes> {
 fn encode(obj: &Value) -> Bytes {
     let mut out = Vec::with_capacity(512);
     out.extend_from_slice(b"{\"metadata\":");
-    let mut meta = obj.get("metadata").cloned().unwrap_or_else(|| json!({}));
-    if let Some(m) = meta.as_object_mut() {
-        m.remove("resourceVersion");
+    match obj.get("metadata").and_then(Value::as_object) {
+        Some(meta) => {
+            out.push(b'{');
+            let mut first = true;
+            for (k, v) in meta.iter().filter(|(k, _)| *k != "resourceVersion") {
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                serde_json::to_writer(&mut out, k).expect("serializable");
+                out.push(b':');
+                serde_json::to_writer(&mut out, v).expect("serializable");
+            }
+            out.push(b'}');
+        }
+        None => out.extend_from_slice(b"{}"),
     }
-    serde_json::to_writer(&mut out, &meta).expect("serializable");
     for (k, v) in obj.as_object().into_iter().flatten() {
         if k == "metadata" {
             continue;
@@ -244,68 +314,87 @@ fn continue_decode(token: &str) -> Result<(u64, String)> {
     Ok((rv, start))
 }
 
+fn too_large(requested: u64, current: u64) -> ApiError {
+    ApiError::TooLargeResourceVersion { requested, current }
+}
+
+pub fn not_found(res: &Resource, name: &str) -> ApiError {
+    ApiError::NotFound {
+        group: res.group.into(),
+        plural: res.plural.into(),
+        name: name.into(),
+    }
+}
+
+pub fn conflict(res: &Resource, name: &str) -> ApiError {
+    ApiError::Conflict {
+        group: res.group.into(),
+        plural: res.plural.into(),
+        name: name.into(),
+        detail: "the object has been modified; please apply your changes to the latest version and try again".into(),
+    }
+}
+
+/// Metadata the server owns on every object, carried over from the stored version on update.
+const SERVER_META: &[&str] = &[
+    "uid",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "generation",
+];
+
+/// The new version one attempt of an update-like write produced, before admission.
+struct Next {
+    obj: Value,
+    /// Its `managedFields` are already computed (an apply).
+    tracked: bool,
+}
+
+impl Next {
+    fn untracked(obj: Value) -> Self {
+        Self {
+            obj,
+            tracked: false,
+        }
+    }
+}
+
 impl Registry {
+    /// Builds every kind's strategy and restores their in-memory state (allocations) from the
+    /// stored objects.
     pub async fn new(
         store: Arc<dyn Store>,
         config: Config,
     ) -> std::result::Result<Arc<Self>, String> {
-        let allocators = ServiceAllocators::new(&config.service_cidrs, config.node_port_range)?;
-        let registry = Arc::new(Self {
+        let strategies = kinds::ALL
+            .iter()
+            .map(|k| (k.strategy)(&config))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let registry = Self {
             store,
             config,
-            allocators: Mutex::new(allocators),
-            rng: Mutex::new(StdRng::from_os_rng()),
-            me: std::sync::OnceLock::new(),
-        });
-        registry
-            .repair_allocations()
-            .await
-            .map_err(|e| e.to_string())?;
-        kinds::bootstrap(&registry)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(registry)
+            strategies,
+        };
+        registry.restore().await.map_err(|e| e.to_string())?;
+        Ok(Arc::new(registry))
     }
 
-    pub(crate) fn set_self_arc(self: &Arc<Self>) {
-        let _ = self.me.set(Arc::downgrade(self));
-    }
-
-    pub(crate) fn self_arc(&self) -> Option<Arc<Self>> {
-        self.me.get().and_then(std::sync::Weak::upgrade)
-    }
-
-    /// Finishes graceful Pod deletions whose grace period has passed. A node agent normally
-    /// does this once the containers stopped; without one the grace period is the bound.
-    pub async fn reap_expired_pods(&self) -> Result<usize> {
-        let page = self
-            .store
-            .list(&resources::PODS.prefix(None), None, None)
-            .await?;
-        let now = jiff::Timestamp::now();
-        let mut reaped = 0;
-        for kv in &page.items {
-            let obj = decode(kv)?;
-            let Some(ts) = obj["metadata"]["deletionTimestamp"].as_str() else {
-                continue;
-            };
-            let due = ts.parse::<jiff::Timestamp>().is_ok_and(|t| t <= now);
-            let finalizers = obj["metadata"]["finalizers"]
-                .as_array()
-                .is_some_and(|f| !f.is_empty());
-            if due && !finalizers {
-                match self
-                    .store
-                    .delete(&kv.key, Precondition::ModRevision(kv.mod_revision))
-                    .await
-                {
-                    Ok(_) => reaped += 1,
-                    Err(svcnet_store::Error::Conflict { .. } | svcnet_store::Error::NotFound) => {}
-                    Err(e) => return Err(e.into()),
-                }
+    async fn restore(&self) -> Result<()> {
+        for s in &self.strategies {
+            let Some(r) = s.restore() else { continue };
+            let res = s.resource();
+            let all = self.store.list(&res.prefix(None), None, None, None).await?;
+            for kv in &all.items {
+                r.restore(&decode(kv)?)?;
             }
+            tracing::info!(
+                resource = res.plural,
+                objects = all.items.len(),
+                "state restored from stored objects"
+            );
         }
-        Ok(reaped)
+        Ok(())
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -316,35 +405,40 @@ impl Registry {
         &self.config
     }
 
-    /// Rebuilds the allocator bitmaps from the stored Services (kube-apiserver's repair loop).
-    async fn repair_allocations(&self) -> Result<()> {
-        let all = self
-            .store
-            .list(&resources::SERVICES.prefix(None), None, None)
-            .await?;
-        let mut allocs = self.allocators.lock().expect("allocator lock");
-        for kv in &all.items {
-            let svc: k8s_openapi::api::core::v1::Service = serde_json::from_slice(&kv.value)
-                .map_err(|e| {
-                    ApiError::Internal(format!("stored Service {} is corrupt: {e}", kv.key))
-                })?;
-            for problem in allocs.repair(&svc.spec.unwrap_or_default()) {
-                tracing::warn!(service = %kv.key, %problem, "allocation repair found a conflict");
-            }
-        }
-        tracing::info!(
-            services = all.items.len(),
-            "allocations repaired from stored Services"
-        );
-        Ok(())
+    /// The strategy of a served resource.
+    pub(crate) fn strategy(&self, res: &Resource) -> &dyn Strategy {
+        self.strategies
+            .iter()
+            .find(|s| std::ptr::eq(s.resource(), res))
+            .map(AsRef::as_ref)
+            .expect("every resource comes from kinds::ALL")
+    }
+
+    /// The served resource at `group/version/plural`.
+    pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
+        kinds::resources().find(|r| r.group == group && r.version == version && r.plural == plural)
     }
 
     pub async fn get(&self, res: &Resource, ns: Option<&str>, name: &str) -> Result<Value> {
-        let kv = self.store.get(&res.key(ns, name)).await?;
-        match kv {
+        match self.store.get(&res.key(ns, name)).await? {
             Some(kv) => decode(&kv),
             None => Err(not_found(res, name)),
         }
+    }
+
+    /// A GET with `resourceVersion`: any version at least as new as `min` ("0" means any).
+    pub async fn get_not_older_than(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        name: &str,
+        min: u64,
+    ) -> Result<Value> {
+        let head = self.store.revision().await?;
+        if min > head {
+            return Err(too_large(min, head));
+        }
+        self.get(res, ns, name).await
     }
 
     pub async fn list(
@@ -355,43 +449,66 @@ impl Registry {
     ) -> Result<ListPage> {
         check_field_selector(res, &opts.fields)?;
         let prefix = res.prefix(ns);
-        let (mut start, fixed_rev) = match &opts.continue_token {
-            Some(t) if !t.is_empty() => {
+        let head = self.store.revision().await?;
+        // Every page of a paged list is read at the revision of the first.
+        let (mut start, at) = match opts.continue_token.as_deref().filter(|t| !t.is_empty()) {
+            Some(t) => {
                 let (rv, start) = continue_decode(t)?;
                 let compacted = self.store.compacted_revision().await?;
                 if rv < compacted {
-                    return Err(ApiError::Gone(
-                        "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.".into(),
-                    ));
+                    return Err(ApiError::Expired {
+                        message: "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.".into(),
+                        continue_token: Some(continue_encode(head, &start)),
+                    });
+                }
+                if rv > head {
+                    return Err(too_large(rv, head));
                 }
                 (Some(start), Some(rv))
             }
-            _ => (None, None),
+            None => match opts.at {
+                ListAt::Latest => (None, None),
+                ListAt::NotOlderThan(rv) if rv > head => return Err(too_large(rv, head)),
+                ListAt::NotOlderThan(_) => (None, None),
+                ListAt::Exact(rv) if rv > head => return Err(too_large(rv, head)),
+                ListAt::Exact(rv) => (None, Some(rv)),
+            },
         };
         let limit = opts.limit.filter(|&l| l > 0);
+        let filtered = !opts.labels.is_empty() || !opts.fields.0.is_empty();
         let mut items = Vec::new();
-        let mut revision = None;
+        let mut revision = at;
         loop {
             let chunk = limit.map(|l| (l - items.len()).max(64));
-            let page = self.store.list(&prefix, start.as_deref(), chunk).await?;
-            revision.get_or_insert(page.revision);
+            let page = match self
+                .store
+                .list(&prefix, start.as_deref(), chunk, revision)
+                .await
+            {
+                Err(svcnet_store::Error::Compacted { .. }) => {
+                    return Err(ApiError::Gone(
+                        "The resourceVersion for the provided list is too old.".into(),
+                    ));
+                }
+                other => other?,
+            };
+            let rev = *revision.get_or_insert(page.revision);
             let mut last_key = None;
-            let filtered = !opts.labels.is_empty() || !opts.fields.0.is_empty();
-            for kv in &page.items {
+            for (i, kv) in page.items.iter().enumerate() {
                 last_key = Some(kv.key.clone());
                 if filtered && !matches(res, &decode(kv)?, &opts.labels, &opts.fields) {
                     continue;
                 }
                 items.push(raw_at(&kv.value, kv.mod_revision)?);
                 if limit.is_some_and(|l| items.len() == l) {
-                    let more_after =
-                        page.more || kv.key != page.items.last().expect("non-empty").key;
-                    let token = more_after
-                        .then(|| continue_encode(fixed_rev.unwrap_or(page.revision), &kv.key));
+                    let more_after = page.more || i + 1 < page.items.len();
+                    let remaining = (!filtered && more_after)
+                        .then(|| page.remaining + (page.items.len() - i - 1) as u64);
                     return Ok(ListPage {
                         items,
-                        revision: fixed_rev.unwrap_or(page.revision),
-                        continue_token: token,
+                        revision: rev,
+                        continue_token: more_after.then(|| continue_encode(rev, &kv.key)),
+                        remaining,
                     });
                 }
             }
@@ -402,26 +519,42 @@ impl Registry {
         }
         Ok(ListPage {
             items,
-            revision: fixed_rev.or(revision).unwrap_or(0),
+            revision: revision.unwrap_or(head),
             continue_token: None,
+            remaining: None,
         })
     }
 
-    /// Checks that `ns` exists and is not being deleted.
-    async fn check_namespace(&self, res: &Resource, ns: Option<&str>) -> Result<()> {
+    /// Checks that `ns` exists and is not being deleted (the NamespaceLifecycle admission).
+    async fn check_namespace(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        object: &Value,
+    ) -> Result<()> {
         let Some(ns) = ns.filter(|_| res.namespaced) else {
             return Ok(());
         };
-        match self.store.get(&resources::NAMESPACES.key(None, ns)).await? {
-            None => Err(not_found(&resources::NAMESPACES, ns)),
+        match self.store.get(&kinds::NAMESPACES.key(None, ns)).await? {
+            None => Err(not_found(&kinds::NAMESPACES, ns)),
             Some(kv) => {
                 let obj = decode(&kv)?;
                 if obj["status"]["phase"] == "Terminating" {
-                    return Err(ApiError::Forbidden(format!(
-                        "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
-                        res.plural,
-                        meta_str(&obj, "name").unwrap_or_default()
-                    )));
+                    let name = meta_str(object, "name")
+                        .filter(|n| !n.is_empty())
+                        .or_else(|| meta_str(object, "generateName"))
+                        .unwrap_or_default();
+                    return Err(ApiError::Denied {
+                        message: format!(
+                            "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                            res.plural,
+                        ),
+                        details: json!({"name": name, "kind": res.plural, "causes": [{
+                            "reason": "NamespaceTerminating",
+                            "message": format!("namespace {ns} is being terminated"),
+                            "field": "metadata.namespace",
+                        }]}),
+                    });
                 }
                 Ok(())
             }
@@ -469,17 +602,35 @@ impl Registry {
         Ok(())
     }
 
-    pub async fn create(
-        &self,
-        res: &Resource,
-        ns: Option<&str>,
-        mut obj: Value,
-        dry_run: bool,
-    ) -> Result<Value> {
-        Self::check_identity(res, ns, &mut obj)?;
+    /// `name` on the URL against the body's (`checkName`).
+    fn check_name(obj: &Value, name: &str) -> Result<()> {
+        match meta_str(obj, "name") {
+            None | Some("") => Err(ApiError::BadRequest(format!(
+                "the name of the object ({name} based on URL) was undeterminable: name must be provided"
+            ))),
+            Some(n) if n != name => Err(ApiError::BadRequest(format!(
+                "the name of the object ({n}) does not match the name on the URL ({name})"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    fn manager<'a>(&self, res: &'static Resource, opts: &'a WriteOptions) -> Manager<'a> {
+        Manager {
+            name: &opts.manager,
+            kind: res.kind,
+            api_version: res.api_version(),
+            subresource: opts.subresource,
+            reset: self.strategy(res).reset_fields(opts.subresource),
+        }
+    }
+
+    /// Fills the metadata the server sets on create (`FillObjectMetaSystemFields`, generated
+    /// names) and drops what a client may not set.
+    fn fill_create_meta(obj: &mut Value) {
         let meta = obj["metadata"]
             .as_object_mut()
-            .expect("metadata is an object");
+            .expect("checked to be an object");
         if meta
             .get("name")
             .and_then(Value::as_str)
@@ -499,132 +650,305 @@ impl Registry {
             "resourceVersion",
             "deletionTimestamp",
             "deletionGracePeriodSeconds",
-            "managedFields",
             "selfLink",
+            "generation",
         ] {
             meta.remove(f);
         }
         meta.insert("uid".into(), json!(new_uid()));
         meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
-        meta.insert("generation".into(), json!(1));
-        self.check_namespace(res, ns).await?;
-        let admitted = kinds::admit_create(self, res, &mut obj)?;
-        let name = meta_str(&obj, "name").unwrap_or_default().to_owned();
-        if dry_run {
-            admitted.rollback(self);
-            return Ok(obj);
-        }
-        let result = self
-            .store
-            .put(
-                &res.key(ns, &name),
-                encode(&obj),
-                Precondition::MustNotExist,
-            )
-            .await;
-        match result {
-            Ok(kv) => {
-                admitted.commit(self);
-                read_back(&obj, kv.mod_revision)
+    }
+
+    /// Decodes a body or patch result through the kind (type check, unknown fields dropped,
+    /// defaults) and applies `fieldValidation` to the unknown fields.
+    fn decode(
+        &self,
+        res: &Resource,
+        obj: Value,
+        validation: FieldValidation,
+        warnings: &mut Vec<String>,
+    ) -> Result<Value> {
+        let d = self.strategy(res).decode(obj)?;
+        if !d.unknown.is_empty() {
+            match validation {
+                FieldValidation::Strict => {
+                    let fields: Vec<String> = d
+                        .unknown
+                        .iter()
+                        .map(|f| format!("unknown field \"{f}\""))
+                        .collect();
+                    return Err(ApiError::BadRequest(format!(
+                        "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+                        res.kind,
+                        res.version,
+                        res.kind,
+                        fields.join(", ")
+                    )));
+                }
+                FieldValidation::Warn => {
+                    warnings.extend(d.unknown.iter().map(|f| format!("unknown field \"{f}\"")));
+                }
+                FieldValidation::Ignore => {}
             }
+        }
+        Ok(d.object)
+    }
+
+    pub async fn create(
+        &self,
+        res: &'static Resource,
+        ns: Option<&str>,
+        mut obj: Value,
+        opts: &WriteOptions,
+    ) -> Result<Written> {
+        Self::check_identity(res, ns, &mut obj)?;
+        let mut warnings = Vec::new();
+        let mut obj = self.decode(res, obj, opts.field_validation, &mut warnings)?;
+        fieldmanager::update(None, &mut obj, &self.manager(res, opts));
+        let mut written = self.insert(res, ns, obj, opts.dry_run).await?;
+        warnings.append(&mut written.warnings);
+        written.warnings = warnings;
+        Ok(written)
+    }
+
+    /// Admits `obj` as a new object and stores it (create, create-on-update, apply).
+    async fn insert(
+        &self,
+        res: &'static Resource,
+        ns: Option<&str>,
+        mut obj: Value,
+        dry_run: bool,
+    ) -> Result<Written> {
+        self.check_namespace(res, ns, &obj).await?;
+        Self::fill_create_meta(&mut obj);
+        let admission = self.strategy(res).admit_create(&mut obj)?;
+        let name = meta_str(&obj, "name").unwrap_or_default().to_owned();
+        let key = res.key(ns, &name);
+        let already = || ApiError::AlreadyExists {
+            group: res.group.into(),
+            plural: res.plural.into(),
+            name: name.clone(),
+        };
+        if dry_run {
+            let warnings = admission.rollback();
+            if self.store.get(&key).await?.is_some() {
+                return Err(already());
+            }
+            return Ok(Written {
+                object: obj,
+                created: true,
+                warnings,
+            });
+        }
+        let bytes = encode(&obj);
+        match self
+            .store
+            .put(&key, bytes.clone(), Precondition::MustNotExist)
+            .await
+        {
+            Ok(kv) => Ok(Written {
+                object: read_back(&bytes, kv.mod_revision)?,
+                created: true,
+                warnings: admission.commit(),
+            }),
             Err(e) => {
-                admitted.rollback(self);
+                admission.rollback();
                 Err(match e {
-                    svcnet_store::Error::AlreadyExists => ApiError::AlreadyExists {
-                        group: res.group.into(),
-                        plural: res.plural.into(),
-                        name,
-                    },
+                    svcnet_store::Error::AlreadyExists => already(),
                     other => other.into(),
                 })
             }
         }
     }
 
-    /// PUT of the object (`status == false`) or of its status subresource.
+    /// PUT of the object or of a subresource; kinds that allow it create a missing object.
     pub async fn update(
         &self,
-        res: &Resource,
+        res: &'static Resource,
         ns: Option<&str>,
         name: &str,
         mut obj: Value,
-        status: bool,
-        dry_run: bool,
-    ) -> Result<Value> {
+        opts: &WriteOptions,
+    ) -> Result<Written> {
         Self::check_identity(res, ns, &mut obj)?;
-        match meta_str(&obj, "name") {
-            None | Some("") => obj["metadata"]["name"] = json!(name),
-            Some(n) if n != name => {
-                return Err(ApiError::BadRequest(format!(
-                    "the name of the object ({n}) does not match the name on the URL ({name})"
-                )));
-            }
-            _ => {}
-        }
+        Self::check_name(&obj, name)?;
         let requested_rv = meta_str(&obj, "resourceVersion")
             .filter(|s| !s.is_empty())
             .map(parse_rv)
             .transpose()?;
-        for _attempt in 0..8 {
-            let key = res.key(ns, name);
-            let current = self
-                .store
-                .get(&key)
-                .await?
-                .ok_or_else(|| not_found(res, name))?;
-            let old = decode(&current)?;
-            if let Some(rv) = requested_rv
-                && rv != current.mod_revision
+        let uid = meta_str(&obj, "uid")
+            .filter(|u| !u.is_empty())
+            .map(str::to_owned);
+        let mut warnings = Vec::new();
+        let obj = self.decode(res, obj, opts.field_validation, &mut warnings)?;
+        let create =
+            self.strategy(res).allow_create_on_update() && opts.subresource == Subresource::Main;
+        let mut written = self.write(res, ns, name, opts, requested_rv.is_some(), |current| {
+            // A uid in the body is a precondition (`Preconditions()` of the update).
+            let stored_uid = current
+                .map(|c| c.1["metadata"]["uid"].as_str().unwrap_or_default())
+                .unwrap_or_default();
+            if let Some(uid) = &uid
+                && uid != stored_uid
             {
-                return Err(conflict(res, name));
+                return Err(ApiError::Conflict {
+                    group: res.group.into(),
+                    plural: res.plural.into(),
+                    name: name.into(),
+                    detail: format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {stored_uid}"
+                    ),
+                });
             }
-            let mut new = if status {
-                let mut n = old.clone();
-                n["status"] = obj.get("status").cloned().unwrap_or(Value::Null);
-                n
-            } else {
-                obj.clone()
-            };
-            // Server-owned metadata carries over.
-            for f in [
-                "uid",
-                "creationTimestamp",
-                "deletionTimestamp",
-                "deletionGracePeriodSeconds",
-                "generation",
-            ] {
-                match old["metadata"].get(f) {
-                    Some(v) => new["metadata"][f] = v.clone(),
-                    None => {
-                        if let Some(m) = new["metadata"].as_object_mut() {
-                            m.remove(f);
-                        }
+            match current {
+                None if create => Ok(Next::untracked(obj.clone())),
+                None => Err(not_found(res, name)),
+                Some((kv, _)) => {
+                    if requested_rv.is_some_and(|rv| rv != kv.mod_revision) {
+                        return Err(conflict(res, name));
                     }
+                    Ok(Next::untracked(obj.clone()))
                 }
             }
-            if !status && res.has_status {
-                new["status"] = old.get("status").cloned().unwrap_or(Value::Null);
+        })
+        .await?;
+        warnings.append(&mut written.warnings);
+        written.warnings = warnings;
+        Ok(written)
+    }
+
+    /// PATCH of the object or of a subresource; an apply patch creates a missing object.
+    pub async fn patch(
+        &self,
+        res: &'static Resource,
+        ns: Option<&str>,
+        name: &str,
+        patch: &Patch,
+        opts: &WriteOptions,
+    ) -> Result<Written> {
+        let strategy = self.strategy(res);
+        let manager = self.manager(res, opts);
+        let pinned = match patch {
+            Patch::Apply { config, .. } => {
+                fieldmanager::check_apply_config(res, strategy, config)?;
+                meta_str(config, "resourceVersion").is_some_and(|s| !s.is_empty())
             }
-            if new.get("status").is_some_and(Value::is_null) {
-                new.as_object_mut().expect("object").remove("status");
+            _ => false,
+        };
+        let mut warnings = Vec::new();
+        let mut written = self
+            .write(res, ns, name, opts, pinned, |current| {
+                let current = current.map(|c| c.1);
+                let mut patched = match (patch, current) {
+                    (Patch::Apply { config, force }, _) => {
+                        fieldmanager::apply(current, config, &manager, *force)?
+                    }
+                    (_, None) => return Err(not_found(res, name)),
+                    (Patch::Json(p), Some(cur)) => {
+                        let mut doc = cur.clone();
+                        json_patch::patch(&mut doc, p).map_err(|e| ApiError::Invalid {
+                            group: res.group.into(),
+                            kind: res.kind.into(),
+                            name: name.into(),
+                            errors: svcnet_core::field::FieldError::invalid("", "", e.to_string())
+                                .into(),
+                        })?;
+                        doc
+                    }
+                    (Patch::Merge(p), Some(cur)) => {
+                        let mut doc = cur.clone();
+                        json_patch::merge(&mut doc, p);
+                        doc
+                    }
+                    (Patch::Strategic(p), Some(cur)) => {
+                        svcnet_core::strategic_merge::apply(res.kind, cur, p)
+                            .map_err(|e| ApiError::BadRequest(e.to_string()))?
+                    }
+                };
+                if !patched.is_object() || !patched["metadata"].is_object() {
+                    return Err(ApiError::BadRequest(
+                        "the patch produced something other than an object with metadata".into(),
+                    ));
+                }
+                // A resourceVersion in the result is a precondition on the stored version.
+                let rv = &patched["metadata"]["resourceVersion"];
+                if let Some(cur) = current
+                    && !rv.is_null()
+                    && *rv != cur["metadata"]["resourceVersion"]
+                {
+                    return Err(conflict(res, name));
+                }
+                Self::check_identity(res, ns, &mut patched)?;
+                Self::check_name(&patched, name)?;
+                warnings.clear();
+                let patched = self.decode(res, patched, opts.field_validation, &mut warnings)?;
+                Ok(Next {
+                    obj: patched,
+                    tracked: matches!(patch, Patch::Apply { .. }),
+                })
+            })
+            .await?;
+        warnings.append(&mut written.warnings);
+        written.warnings = warnings;
+        Ok(written)
+    }
+
+    /// The update loop shared by PUT and PATCH: reads the stored object, lets `next` build the
+    /// new version from it (or a new object, when there is none), records the field managers,
+    /// admits it through the strategy and writes it with compare-and-swap. A lost race is
+    /// retried unless the request `pinned` a resourceVersion.
+    async fn write(
+        &self,
+        res: &'static Resource,
+        ns: Option<&str>,
+        name: &str,
+        opts: &WriteOptions,
+        pinned: bool,
+        mut next: impl FnMut(Option<(&KeyValue, &Value)>) -> Result<Next>,
+    ) -> Result<Written> {
+        let strategy = self.strategy(res);
+        let manager = self.manager(res, opts);
+        let key = res.key(ns, name);
+        for _attempt in 0..8 {
+            let current = self.store.get(&key).await?;
+            let Some(current) = current else {
+                let mut new = next(None)?;
+                if !new.tracked {
+                    fieldmanager::update(None, &mut new.obj, &manager);
+                }
+                return match self.insert(res, ns, new.obj, opts.dry_run).await {
+                    // Created by someone else meanwhile: update that.
+                    Err(ApiError::AlreadyExists { .. }) if !pinned => continue,
+                    other => other,
+                };
+            };
+            let old = decode(&current)?;
+            let mut new = next(Some((&current, &old)))?;
+            if !new.tracked {
+                fieldmanager::update(Some(&old), &mut new.obj, &manager);
             }
-            if !status && new.get("spec") != old.get("spec") {
-                let g = old["metadata"]["generation"].as_i64().unwrap_or(1);
-                new["metadata"]["generation"] = json!(g + 1);
+            let mut new = new.obj;
+            self.carry_over(res, &old, &mut new, opts.subresource);
+            let admission = strategy.admit_update(&mut new, &old, opts.subresource)?;
+            let remove = strategy.should_delete_during_update(&new, &old);
+            if opts.dry_run {
+                let warnings = admission.rollback();
+                return Ok(Written {
+                    object: new,
+                    created: false,
+                    warnings,
+                });
             }
-            let admitted = kinds::admit_update(self, res, &old, &mut new, status)?;
-            if dry_run {
-                admitted.rollback(self);
-                return Ok(new);
+            let bytes = encode(&new);
+            // A write that changes nothing is not stored: no new resourceVersion, no event.
+            if !remove && bytes == current.value {
+                return Ok(Written {
+                    object: old,
+                    created: false,
+                    warnings: admission.rollback(),
+                });
             }
-            // An object being deleted goes once its last finalizer is gone.
-            let finalized = old["metadata"].get("deletionTimestamp").is_some()
-                && new["metadata"]["finalizers"]
-                    .as_array()
-                    .is_none_or(Vec::is_empty)
-                && res.plural != "namespaces"
-                && res.plural != "pods";
-            let result = if finalized {
+            let result = if remove {
                 self.store
                     .delete(&key, Precondition::ModRevision(current.mod_revision))
                     .await
@@ -632,55 +956,84 @@ impl Registry {
                 self.store
                     .put(
                         &key,
-                        encode(&new),
+                        bytes.clone(),
                         Precondition::ModRevision(current.mod_revision),
                     )
                     .await
             };
             match result {
                 Ok(kv) => {
-                    admitted.commit(self);
-                    if finalized {
-                        kinds::after_delete(self, res, &old);
+                    let warnings = admission.commit();
+                    if remove {
+                        strategy.after_delete(&old);
                     }
-                    return read_back(&new, kv.mod_revision);
-                }
-                Err(svcnet_store::Error::Conflict { .. }) if requested_rv.is_none() => {
-                    admitted.rollback(self);
-                    continue;
-                }
-                Err(svcnet_store::Error::Conflict { .. }) => {
-                    admitted.rollback(self);
-                    return Err(conflict(res, name));
-                }
-                Err(svcnet_store::Error::NotFound) => {
-                    admitted.rollback(self);
-                    return Err(not_found(res, name));
+                    return Ok(Written {
+                        object: read_back(&bytes, kv.mod_revision)?,
+                        created: false,
+                        warnings,
+                    });
                 }
                 Err(e) => {
-                    admitted.rollback(self);
-                    return Err(e.into());
+                    admission.rollback();
+                    match e {
+                        svcnet_store::Error::Conflict { .. } | svcnet_store::Error::NotFound
+                            if !pinned => {}
+                        svcnet_store::Error::Conflict { .. } => return Err(conflict(res, name)),
+                        svcnet_store::Error::NotFound => return Err(not_found(res, name)),
+                        other => return Err(other.into()),
+                    }
                 }
             }
         }
         Err(conflict(res, name))
     }
 
+    /// `rest.BeforeUpdate`'s generic part: server-owned metadata comes from the stored
+    /// version, and a write to one part of the object leaves the others as stored.
+    fn carry_over(&self, res: &Resource, old: &Value, new: &mut Value, sub: Subresource) {
+        for f in SERVER_META {
+            match old["metadata"].get(*f) {
+                Some(v) => new["metadata"][*f] = v.clone(),
+                None => {
+                    if let Some(m) = new["metadata"].as_object_mut() {
+                        m.remove(*f);
+                    }
+                }
+            }
+        }
+        let keep = |new: &mut Value, field: &str| match old.get(field) {
+            Some(v) => new[field] = v.clone(),
+            None => {
+                if let Some(m) = new.as_object_mut() {
+                    m.remove(field);
+                }
+            }
+        };
+        match sub {
+            Subresource::Main if res.has_status => keep(new, "status"),
+            Subresource::Main => {}
+            Subresource::Status => keep(new, "spec"),
+            Subresource::Finalize => {}
+        }
+    }
+
     pub async fn delete(
         &self,
-        res: &Resource,
+        res: &'static Resource,
         ns: Option<&str>,
         name: &str,
         opts: &DeleteOptions,
-    ) -> Result<Value> {
+    ) -> Result<Deleted> {
+        let strategy = self.strategy(res);
+        let key = res.key(ns, name);
         for _attempt in 0..8 {
-            let key = res.key(ns, name);
             let current = self
                 .store
                 .get(&key)
                 .await?
                 .ok_or_else(|| not_found(res, name))?;
             let old = decode(&current)?;
+            strategy.check_delete(&old)?;
             if let Some(uid) = &opts.precondition_uid
                 && meta_str(&old, "uid") != Some(uid.as_str())
             {
@@ -697,43 +1050,72 @@ impl Registry {
             if let Some(rv) = &opts.precondition_rv
                 && parse_rv(rv)? != current.mod_revision
             {
-                return Err(conflict(res, name));
+                return Err(ApiError::Conflict {
+                    group: res.group.into(),
+                    plural: res.plural.into(),
+                    name: name.into(),
+                    detail: format!(
+                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                        current.mod_revision
+                    ),
+                });
             }
-            if let Some(marked) = kinds::graceful_delete(res, &old, opts) {
-                if old["metadata"].get("deletionTimestamp").is_some() {
-                    if res.plural == "namespaces" {
-                        // A repeated delete restarts the content sweep (idempotent).
-                        kinds::spawn_namespace_cleanup(self, name);
-                    }
-                    return Ok(old);
+            let plan =
+                strategy.plan_delete(&old, opts.grace_period_seconds, jiff::Timestamp::now());
+            let marked = match plan {
+                DeletePlan::Pending => {
+                    return Ok(Deleted {
+                        object: old,
+                        removed: false,
+                    });
                 }
-                let result = self
-                    .store
-                    .put(
-                        &key,
-                        encode(&marked),
-                        Precondition::ModRevision(current.mod_revision),
-                    )
-                    .await;
-                match result {
-                    Ok(kv) => {
-                        if res.plural == "namespaces" {
-                            kinds::spawn_namespace_cleanup(self, name);
+                DeletePlan::Mark(marked) => marked,
+                DeletePlan::Now => {
+                    if opts.dry_run {
+                        return Ok(Deleted {
+                            object: old,
+                            removed: true,
+                        });
+                    }
+                    match self
+                        .store
+                        .delete(&key, Precondition::ModRevision(current.mod_revision))
+                        .await
+                    {
+                        Ok(_) => {
+                            strategy.after_delete(&old);
+                            return Ok(Deleted {
+                                object: old,
+                                removed: true,
+                            });
                         }
-                        return read_back(&marked, kv.mod_revision);
+                        Err(svcnet_store::Error::Conflict { .. }) => continue,
+                        Err(svcnet_store::Error::NotFound) => return Err(not_found(res, name)),
+                        Err(e) => return Err(e.into()),
                     }
-                    Err(svcnet_store::Error::Conflict { .. }) => continue,
-                    Err(e) => return Err(e.into()),
                 }
+            };
+            if opts.dry_run {
+                return Ok(Deleted {
+                    object: marked,
+                    removed: false,
+                });
             }
+            let bytes = encode(&marked);
             match self
                 .store
-                .delete(&key, Precondition::ModRevision(current.mod_revision))
+                .put(
+                    &key,
+                    bytes.clone(),
+                    Precondition::ModRevision(current.mod_revision),
+                )
                 .await
             {
-                Ok(_) => {
-                    kinds::after_delete(self, res, &old);
-                    return Ok(old);
+                Ok(kv) => {
+                    return Ok(Deleted {
+                        object: read_back(&bytes, kv.mod_revision)?,
+                        removed: false,
+                    });
                 }
                 Err(svcnet_store::Error::Conflict { .. }) => continue,
                 Err(svcnet_store::Error::NotFound) => return Err(not_found(res, name)),
@@ -743,10 +1125,10 @@ impl Registry {
         Err(conflict(res, name))
     }
 
-    /// Deletes every object matching the selectors; returns the deleted objects.
+    /// Deletes every object matching the selectors; returns what each delete answered.
     pub async fn delete_collection(
         &self,
-        res: &Resource,
+        res: &'static Resource,
         ns: Option<&str>,
         opts: &ListOptions,
         del: &DeleteOptions,
@@ -769,51 +1151,17 @@ impl Registry {
             let name = meta_str(&obj, "name").unwrap_or_default().to_owned();
             let ns = meta_str(&obj, "namespace").map(str::to_owned);
             match self.delete(res, ns.as_deref(), &name, del).await {
-                Ok(v) => out.push(v),
+                Ok(d) => out.push(d.object),
                 Err(ApiError::NotFound { .. }) => {}
                 Err(e) => return Err(e),
             }
         }
         Ok(out)
     }
-}
 
-pub fn not_found(res: &Resource, name: &str) -> ApiError {
-    ApiError::NotFound {
-        group: res.group.into(),
-        plural: res.plural.into(),
-        name: name.into(),
-    }
-}
-
-pub fn conflict(res: &Resource, name: &str) -> ApiError {
-    ApiError::Conflict {
-        group: res.group.into(),
-        plural: res.plural.into(),
-        name: name.into(),
-        detail: "the object has been modified; please apply your changes to the latest version and try again".into(),
-    }
-}
-
-impl Admitted {
-    pub(crate) fn commit(self, reg: &Registry) {
-        if let Admitted::Service { release_after, .. } = self
-            && !release_after.is_empty()
-        {
-            reg.allocators
-                .lock()
-                .expect("allocator lock")
-                .release(&release_after);
-        }
-    }
-    pub(crate) fn rollback(self, reg: &Registry) {
-        if let Admitted::Service { fresh, .. } = self
-            && !fresh.is_empty()
-        {
-            reg.allocators
-                .lock()
-                .expect("allocator lock")
-                .release(&fresh);
-        }
+    /// Answers the readiness check of the store: a read of the current revision.
+    pub async fn check_store(&self) -> Result<()> {
+        self.store.revision().await?;
+        Ok(())
     }
 }

@@ -1,4 +1,6 @@
-//! The resources this API server serves, and where each lives in the store.
+//! What describes one REST resource: its group, version, kind, names, scope, subresources and
+//! the field selectors it accepts, and where its objects live in the store. Plain data; the
+//! behaviour of each kind is its [`crate::strategy::Strategy`] in [`crate::kinds`].
 
 /// One REST resource (a kind in a group-version).
 #[derive(Debug, PartialEq, Eq)]
@@ -10,12 +12,32 @@ pub struct Resource {
     pub singular: &'static str,
     pub namespaced: bool,
     pub short_names: &'static [&'static str],
+    /// Discovery categories (`kubectl get all` lists the `all` category).
+    pub categories: &'static [&'static str],
+    /// Has a `status` subresource: writes to the object keep the stored status.
     pub has_status: bool,
+    /// Has a `finalize` subresource (Namespaces).
+    pub has_finalize: bool,
     /// Field selectors this resource accepts besides `metadata.name`/`metadata.namespace`.
     pub fields: &'static [&'static str],
 }
 
 impl Resource {
+    /// The defaults the kinds' descriptors fill in from.
+    pub const BASE: Resource = Resource {
+        group: "",
+        version: "v1",
+        kind: "",
+        plural: "",
+        singular: "",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        has_status: false,
+        has_finalize: false,
+        fields: &[],
+    };
+
     pub fn api_version(&self) -> String {
         if self.group.is_empty() {
             self.version.to_owned()
@@ -44,9 +66,40 @@ impl Resource {
     pub fn key(&self, namespace: Option<&str>, name: &str) -> String {
         format!("{}{name}", self.prefix(namespace))
     }
+
+    /// The subresources a URL may name.
+    pub fn subresource(&self, name: &str) -> Option<Subresource> {
+        match name {
+            "status" if self.has_status => Some(Subresource::Status),
+            "finalize" if self.has_finalize => Some(Subresource::Finalize),
+            _ => None,
+        }
+    }
 }
 
-const VERBS: &[&str] = &[
+/// Which part of an object a write addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subresource {
+    /// The object itself: the status is kept from the stored object.
+    Main,
+    /// `…/status`: only the status changes.
+    Status,
+    /// `namespaces/…/finalize`: only `spec.finalizers` changes.
+    Finalize,
+}
+
+impl Subresource {
+    /// The name in URLs and in `managedFields[].subresource` (empty for the object itself).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Subresource::Main => "",
+            Subresource::Status => "status",
+            Subresource::Finalize => "finalize",
+        }
+    }
+}
+
+pub const VERBS: &[&str] = &[
     "create",
     "delete",
     "deletecollection",
@@ -56,123 +109,3 @@ const VERBS: &[&str] = &[
     "update",
     "watch",
 ];
-
-pub fn verbs() -> &'static [&'static str] {
-    VERBS
-}
-
-pub static NAMESPACES: Resource = Resource {
-    group: "",
-    version: "v1",
-    kind: "Namespace",
-    plural: "namespaces",
-    singular: "namespace",
-    namespaced: false,
-    short_names: &["ns"],
-    has_status: true,
-    fields: &["status.phase"],
-};
-
-pub static SERVICES: Resource = Resource {
-    group: "",
-    version: "v1",
-    kind: "Service",
-    plural: "services",
-    singular: "service",
-    namespaced: true,
-    short_names: &["svc"],
-    has_status: true,
-    fields: &["spec.type", "spec.clusterIP"],
-};
-
-pub static ENDPOINTS: Resource = Resource {
-    group: "",
-    version: "v1",
-    kind: "Endpoints",
-    plural: "endpoints",
-    singular: "endpoints",
-    namespaced: true,
-    short_names: &["ep"],
-    has_status: false,
-    fields: &[],
-};
-
-pub static PODS: Resource = Resource {
-    group: "",
-    version: "v1",
-    kind: "Pod",
-    plural: "pods",
-    singular: "pod",
-    namespaced: true,
-    short_names: &["po"],
-    has_status: true,
-    fields: &[
-        "spec.nodeName",
-        "status.phase",
-        "status.podIP",
-        "spec.hostname",
-    ],
-};
-
-pub static NODES: Resource = Resource {
-    group: "",
-    version: "v1",
-    kind: "Node",
-    plural: "nodes",
-    singular: "node",
-    namespaced: false,
-    short_names: &["no"],
-    has_status: true,
-    fields: &["spec.unschedulable"],
-};
-
-pub static EVENTS: Resource = Resource {
-    group: "",
-    version: "v1",
-    kind: "Event",
-    plural: "events",
-    singular: "event",
-    namespaced: true,
-    short_names: &["ev"],
-    has_status: false,
-    fields: &[
-        "involvedObject.kind",
-        "involvedObject.name",
-        "involvedObject.namespace",
-        "involvedObject.uid",
-        "reason",
-        "type",
-    ],
-};
-
-pub static ENDPOINT_SLICES: Resource = Resource {
-    group: "discovery.k8s.io",
-    version: "v1",
-    kind: "EndpointSlice",
-    plural: "endpointslices",
-    singular: "endpointslice",
-    namespaced: true,
-    short_names: &[],
-    has_status: false,
-    fields: &["addressType"],
-};
-
-pub static ALL: &[&Resource] = &[
-    &NAMESPACES,
-    &SERVICES,
-    &ENDPOINTS,
-    &PODS,
-    &NODES,
-    &EVENTS,
-    &ENDPOINT_SLICES,
-];
-
-pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
-    ALL.iter()
-        .copied()
-        .find(|r| r.group == group && r.version == version && r.plural == plural)
-}
-
-pub fn in_group(group: &str) -> impl Iterator<Item = &'static Resource> + '_ {
-    ALL.iter().copied().filter(move |r| r.group == group)
-}

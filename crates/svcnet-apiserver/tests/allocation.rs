@@ -164,8 +164,28 @@ async fn dual_stack_services_get_one_address_per_family() {
             ),
         )
         .await;
+    // Without a policy the Service is single-stack, which two addresses contradict (as
+    // kube-apiserver answers).
+    assert_eq!(code, 422, "{s}");
+    assert_eq!(
+        s["details"]["causes"][0]["field"], "spec.ipFamilyPolicy",
+        "{s}"
+    );
+    let (code, s) = srv
+        .post_json(
+            URI,
+            &svc(
+                "chosen",
+                json!({"clusterIPs": ["10.96.0.77", "fd00:10:96::77"], "clusterIP": "10.96.0.77",
+                    "ipFamilyPolicy": "PreferDualStack"}),
+            ),
+        )
+        .await;
     assert_eq!(code, 201, "{s}");
-    assert_eq!(s["spec"]["ipFamilyPolicy"], "RequireDualStack");
+    assert_eq!(
+        s["spec"]["clusterIPs"],
+        json!(["10.96.0.77", "fd00:10:96::77"])
+    );
     let (code, s) = srv
         .post_json(URI, &svc("headless", json!({"clusterIP": "None"})))
         .await;

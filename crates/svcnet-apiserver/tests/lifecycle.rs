@@ -54,12 +54,16 @@ async fn field_validation_strict_warn_ignore() {
     let (code, _) = srv
         .post_json(&format!("{SVC}?fieldValidation=Sometimes"), &ok)
         .await;
-    assert_eq!(code, 400);
+    assert_eq!(
+        code, 422,
+        "an invalid option is refused, as kube-apiserver's CreateOptions"
+    );
 }
 
 #[tokio::test]
 async fn deleting_a_namespace_removes_its_content_then_itself() {
-    let srv = start_quiet(Transport::InProcess).await;
+    // The namespace controller empties and finalizes it.
+    let srv = start(Transport::InProcess).await;
     let (code, _) = srv
         .post_json(
             "/api/v1/namespaces",
@@ -306,7 +310,7 @@ async fn filtered_watches_see_objects_enter_and_leave_the_selection() {
 
 #[tokio::test]
 async fn a_namespace_waits_for_finalizers_before_it_goes() {
-    let srv = start_quiet(Transport::InProcess).await;
+    let srv = start(Transport::InProcess).await;
     srv.post_json(
         "/api/v1/namespaces",
         &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "held"}}),

@@ -3,9 +3,14 @@
 
 mod common;
 
+use axum::body::Body;
 use common::{Options, Transport, start_quiet, start_with};
+use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use svcnet_apiserver::Config;
+use tower::ServiceExt;
+
+const SERVICES: &str = "/api/v1/namespaces/default/services";
 
 /// (case, spec overrides merged over a valid base, metadata overrides, expected field, reason)
 fn cases() -> Vec<(&'static str, Value, Value, &'static str, &'static str)> {
@@ -50,7 +55,7 @@ fn cases() -> Vec<(&'static str, Value, Value, &'static str, &'static str)> {
             "bad label value",
             none.clone(),
             json!({"labels": {"k": "-x"}}),
-            "metadata.labels[k]",
+            "metadata.labels",
             "FieldValueInvalid",
         ),
         (
@@ -184,6 +189,14 @@ fn cases() -> Vec<(&'static str, Value, Value, &'static str, &'static str)> {
             json!({"type": "NodePort", "ports": [{"name": "a", "port": 80, "nodePort": 30080}, {"name": "b", "port": 81, "nodePort": 30080}]}),
             none.clone(),
             "spec.ports[1].nodePort",
+            // The allocator refuses it first: "provided port is already allocated".
+            "FieldValueInvalid",
+        ),
+        (
+            "duplicate nodePort on one port number",
+            json!({"type": "NodePort", "ports": [{"name": "a", "port": 80, "nodePort": 30081}, {"name": "b", "port": 80, "nodePort": 30081}]}),
+            none.clone(),
+            "spec.ports[1].nodePort",
             "FieldValueDuplicate",
         ),
         (
@@ -206,13 +219,6 @@ fn cases() -> Vec<(&'static str, Value, Value, &'static str, &'static str)> {
             none.clone(),
             "spec.sessionAffinityConfig.clientIP.timeoutSeconds",
             "FieldValueInvalid",
-        ),
-        (
-            "affinity config without ClientIP",
-            json!({"sessionAffinity": "None", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 10}}}),
-            none.clone(),
-            "spec.sessionAffinityConfig",
-            "FieldValueForbidden",
         ),
         (
             "clusterIP not an IP",
@@ -309,14 +315,14 @@ fn cases() -> Vec<(&'static str, Value, Value, &'static str, &'static str)> {
             "source ranges on ClusterIP",
             json!({"loadBalancerSourceRanges": ["10.0.0.0/8"]}),
             none.clone(),
-            "spec.loadBalancerSourceRanges",
+            "spec.LoadBalancerSourceRanges",
             "FieldValueForbidden",
         ),
         (
             "bad source range",
             json!({"type": "LoadBalancer", "loadBalancerSourceRanges": ["10.0.0.0/33"]}),
             none.clone(),
-            "spec.loadBalancerSourceRanges[0]",
+            "spec.LoadBalancerSourceRanges",
             "FieldValueInvalid",
         ),
         (
@@ -351,7 +357,7 @@ fn cases() -> Vec<(&'static str, Value, Value, &'static str, &'static str)> {
             "LB exposes kubelet port",
             json!({"type": "LoadBalancer", "ports": [{"port": 10250}]}),
             none.clone(),
-            "spec.ports[0].port",
+            "spec.ports[0]",
             "FieldValueInvalid",
         ),
         (
@@ -372,10 +378,137 @@ fn cases() -> Vec<(&'static str, Value, Value, &'static str, &'static str)> {
             "bad selector value",
             json!({"selector": {"app": "-x"}}),
             none.clone(),
-            "spec.selector[app]",
+            "spec.selector",
             "FieldValueInvalid",
         ),
         (
+            "clusterIPs without clusterIP",
+            json!({"clusterIPs": ["10.96.0.20"]}),
+            none.clone(),
+            "spec.clusterIPs",
+            "FieldValueInvalid",
+        ),
+        (
+            "IPv6 clusterIP on an IPv4 cluster",
+            json!({"clusterIP": "fd00::10"}),
+            none.clone(),
+            "spec.clusterIPs[0]",
+            "FieldValueInvalid",
+        ),
+        (
+            "two clusterIPs without a dual-stack policy",
+            json!({"clusterIP": "10.96.0.20", "clusterIPs": ["10.96.0.20", "fd00::20"]}),
+            none.clone(),
+            "spec.ipFamilyPolicy",
+            "FieldValueInvalid",
+        ),
+        (
+            "two clusterIPs of one family",
+            json!({"clusterIP": "10.96.0.20", "clusterIPs": ["10.96.0.20", "10.96.0.21"], "ipFamilyPolicy": "RequireDualStack"}),
+            none.clone(),
+            "spec.clusterIPs",
+            "FieldValueInvalid",
+        ),
+        (
+            "headless LoadBalancer",
+            json!({"type": "LoadBalancer", "clusterIP": "None"}),
+            none.clone(),
+            "spec.clusterIPs[0]",
+            "FieldValueInvalid",
+        ),
+        (
+            "link-local external IP",
+            json!({"externalIPs": ["169.254.1.1"]}),
+            none.clone(),
+            "spec.externalIPs[0]",
+            "FieldValueInvalid",
+        ),
+        (
+            "loopback external IP",
+            json!({"externalIPs": ["127.0.0.1"]}),
+            none.clone(),
+            "spec.externalIPs[0]",
+            "FieldValueInvalid",
+        ),
+        (
+            "eTP on ClusterIP with externalIPs",
+            json!({"externalIPs": ["1.2.3.4"], "externalTrafficPolicy": "Local"}),
+            none.clone(),
+            "spec.externalTrafficPolicy",
+            "FieldValueInvalid",
+        ),
+        (
+            "source-ranges annotation on ClusterIP",
+            none.clone(),
+            json!({"annotations": {"service.beta.kubernetes.io/load-balancer-source-ranges": "10.0.0.0/8"}}),
+            "metadata.annotations[service.beta.kubernetes.io/load-balancer-source-ranges]",
+            "FieldValueForbidden",
+        ),
+        (
+            "bad source-ranges annotation",
+            json!({"type": "LoadBalancer"}),
+            json!({"annotations": {"service.beta.kubernetes.io/load-balancer-source-ranges": "10.0.0.0/8,nope"}}),
+            "metadata.annotations[service.beta.kubernetes.io/load-balancer-source-ranges]",
+            "FieldValueInvalid",
+        ),
+        (
+            "loadBalancerClass on ClusterIP",
+            json!({"loadBalancerClass": "example.com/lb"}),
+            none.clone(),
+            "spec.loadBalancerClass",
+            "FieldValueForbidden",
+        ),
+        (
+            "bad loadBalancerClass",
+            json!({"type": "LoadBalancer", "loadBalancerClass": "bad class"}),
+            none.clone(),
+            "spec.loadBalancerClass",
+            "FieldValueInvalid",
+        ),
+        (
+            "empty iTP",
+            json!({"internalTrafficPolicy": ""}),
+            none.clone(),
+            "spec.internalTrafficPolicy",
+            "FieldValueNotSupported",
+        ),
+        (
+            "port name with a dot",
+            json!({"ports": [{"name": "a.b", "port": 80}]}),
+            none.clone(),
+            "spec.ports[0].name",
+            "FieldValueInvalid",
+        ),
+        (
+            "topology annotations disagree",
+            none.clone(),
+            json!({"annotations": {"service.kubernetes.io/topology-aware-hints": "auto", "service.kubernetes.io/topology-mode": "Auto"}}),
+            "metadata.annotations[service.kubernetes.io/topology-mode]",
+            "FieldValueInvalid",
+        ),
+        (
+            "bad generateName",
+            none.clone(),
+            json!({"name": null, "generateName": "Bad-"}),
+            "metadata.generateName",
+            "FieldValueInvalid",
+        ),
+        (
+            "conflicting finalizers",
+            none.clone(),
+            json!({"finalizers": ["orphan", "foregroundDeletion"]}),
+            "metadata.finalizers",
+            "FieldValueInvalid",
+        ),
+        (
+            "owner reference without uid",
+            none.clone(),
+            json!({"ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "c", "uid": ""}]}),
+            "metadata.ownerReferences.uid",
+            "FieldValueInvalid",
+        ),
+        (
+            // A 1.33 field, kept: svcnet serves 1.33's schema.
             "unknown traffic distribution",
             json!({"trafficDistribution": "Anywhere"}),
             none.clone(),
@@ -465,7 +598,7 @@ async fn status_body_is_shaped_like_kube_apiserver() {
         .await;
     assert_eq!(
         status["message"],
-        "Service \"y\" is invalid: spec.clusterIPs: Invalid value: [\"1.2.3.4\"]: failed to allocate IP 1.2.3.4: provided IP is not in the valid range. The range of valid IPs is 10.96.0.0/12"
+        "Service \"y\" is invalid: spec.clusterIPs: Invalid value: []string{\"1.2.3.4\"}: failed to allocate IP 1.2.3.4: the provided IP (1.2.3.4) is not in the valid range. The range of valid IPs is 10.96.0.0/12"
     );
 }
 
@@ -563,4 +696,427 @@ async fn malformed_requests_get_400_413_415() {
         2,
         "only the valid YAML one was stored"
     );
+}
+
+/// A request through the router that also returns the `Warning` headers.
+async fn send(
+    srv: &common::TestServer,
+    method: &str,
+    uri: &str,
+    content_type: &str,
+    body: Value,
+) -> (u16, Vec<String>, Value) {
+    let req = http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", content_type)
+        .body(Body::from(body.to_string()))
+        .expect("request");
+    let resp = srv
+        .server
+        .router()
+        .oneshot(req)
+        .await
+        .expect("router answers");
+    let code = resp.status().as_u16();
+    let warnings = resp
+        .headers()
+        .get_all("warning")
+        .iter()
+        .map(|v| v.to_str().expect("ascii warning").to_owned())
+        .collect();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    let v = serde_json::from_slice(&bytes)
+        .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
+    (code, warnings, v)
+}
+
+fn svc(name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name}, "spec": spec})
+}
+
+async fn merge_patch(srv: &common::TestServer, name: &str, patch: Value) -> (u16, Value) {
+    srv.raw(
+        "PATCH",
+        &format!("{SERVICES}/{name}"),
+        "application/merge-patch+json",
+        patch.to_string(),
+    )
+    .await
+}
+
+/// `sessionAffinity: None` drops `sessionAffinityConfig` in defaulting, on every write path.
+#[tokio::test]
+async fn affinity_none_drops_the_config_on_create_put_and_patch() {
+    let srv = start_quiet(Transport::InProcess).await;
+    let spec = json!({"sessionAffinity": "None", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 10}}, "ports": [{"port": 80}]});
+    let (code, body) = srv.post_json(SERVICES, &svc("a", spec.clone())).await;
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(body["spec"]["sessionAffinity"], "None");
+    assert!(
+        body["spec"].get("sessionAffinityConfig").is_none(),
+        "{body}"
+    );
+    // PUT of the same spec on the existing Service.
+    let (code, _, body) = send(
+        &srv,
+        "PUT",
+        &format!("{SERVICES}/a"),
+        "application/json",
+        svc("a", spec),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body["spec"].get("sessionAffinityConfig").is_none(),
+        "{body}"
+    );
+    // Patches from ClientIP to None: the merged document still has the config.
+    for (name, content_type) in [
+        ("b", "application/merge-patch+json"),
+        ("c", "application/strategic-merge-patch+json"),
+    ] {
+        let client_ip = json!({"sessionAffinity": "ClientIP", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}}, "ports": [{"port": 80}]});
+        let (code, body) = srv.post_json(SERVICES, &svc(name, client_ip)).await;
+        assert_eq!(code, 201, "{body}");
+        let (code, body) = srv
+            .raw(
+                "PATCH",
+                &format!("{SERVICES}/{name}"),
+                content_type,
+                json!({"spec": {"sessionAffinity": "None"}}).to_string(),
+            )
+            .await;
+        assert_eq!(code, 200, "{content_type}: {body}");
+        assert!(
+            body["spec"].get("sessionAffinityConfig").is_none(),
+            "{content_type}: {body}"
+        );
+    }
+    // ClientIP with an incomplete config gets the whole default one.
+    let (code, body) = srv
+        .post_json(SERVICES, &svc("d", json!({"sessionAffinity": "ClientIP", "sessionAffinityConfig": {}, "ports": [{"port": 80}]})))
+        .await;
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(
+        body["spec"]["sessionAffinityConfig"],
+        json!({"clientIP": {"timeoutSeconds": 10800}})
+    );
+}
+
+/// Report §4 c1 and c2: exact Status bodies for clusterIP and ipFamilies changes.
+#[tokio::test]
+async fn cluster_ip_and_family_changes_get_kubes_status() {
+    let srv = start_quiet(Transport::InProcess).await;
+    let (code, body) = srv
+        .post_json(
+            SERVICES,
+            &svc(
+                "s",
+                json!({"clusterIP": "10.96.0.5", "ports": [{"port": 80}]}),
+            ),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    let (code, status) = merge_patch(&srv, "s", json!({"spec": {"clusterIP": "10.96.0.6"}})).await;
+    assert_eq!(code, 422);
+    assert_eq!(
+        status,
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "Service \"s\" is invalid: spec.clusterIPs[0]: Invalid value: []string{\"10.96.0.6\"}: may not change once set",
+            "reason": "Invalid",
+            "details": {"name": "s", "kind": "Service", "causes": [
+                {"reason": "FieldValueInvalid", "message": "Invalid value: []string{\"10.96.0.6\"}: may not change once set", "field": "spec.clusterIPs[0]"}]},
+            "code": 422})
+    );
+    let (code, status) =
+        merge_patch(&srv, "s", json!({"spec": {"clusterIPs": ["10.96.0.6"]}})).await;
+    assert_eq!(code, 422);
+    assert_eq!(
+        status["message"],
+        "Service \"s\" is invalid: spec.clusterIPs: Invalid value: []string{\"10.96.0.6\"}: first value must match `clusterIP`"
+    );
+    let (code, status) = merge_patch(&srv, "s", json!({"spec": {"ipFamilies": ["IPv6"]}})).await;
+    assert_eq!(code, 422);
+    assert_eq!(
+        status,
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "Service \"s\" is invalid: spec.clusterIPs[0]: Invalid value: \"10.96.0.5\": expected an IPv6 value as indicated by `ipFamilies[0]`",
+            "reason": "Invalid",
+            "details": {"name": "s", "kind": "Service", "causes": [
+                {"reason": "FieldValueInvalid", "message": "Invalid value: \"10.96.0.5\": expected an IPv6 value as indicated by `ipFamilies[0]`", "field": "spec.clusterIPs[0]"}]},
+            "code": 422})
+    );
+    let (code, status) = merge_patch(&srv, "s", json!({"spec": {"clusterIP": "None"}})).await;
+    assert_eq!(code, 422);
+    assert_eq!(
+        status["message"],
+        "Service \"s\" is invalid: spec.clusterIPs[0]: Invalid value: []string{\"None\"}: may not change once set"
+    );
+}
+
+#[tokio::test]
+async fn accepted_with_warnings_or_defaults() {
+    let srv = start_quiet(Transport::InProcess).await;
+    // Leading zeros: accepted as written, with kube's warning.
+    let (code, warnings, body) = send(
+        &srv,
+        "POST",
+        SERVICES,
+        "application/json",
+        svc(
+            "zeros",
+            json!({"clusterIP": "010.96.0.10", "ports": [{"port": 80}]}),
+        ),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(body["spec"]["clusterIP"], "010.96.0.10");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].starts_with("299 - \""), "{warnings:?}");
+    assert!(
+        warnings[0].contains("spec.clusterIPs[0]: IP address was accepted, but will be invalid in a future Kubernetes release: ParseAddr(\\\"010.96.0.10\\\"): IPv4 field has octet with leading zero"),
+        "{warnings:?}"
+    );
+    // Multicast outside 224.0.0.0/24 is a valid external IP.
+    let (code, body) = srv
+        .post_json(
+            SERVICES,
+            &svc(
+                "mcast",
+                json!({"externalIPs": ["239.1.1.1"], "ports": [{"port": 80}]}),
+            ),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    // Headless and selectorless: dual-stack families even on a single-stack cluster.
+    let (code, body) = srv
+        .post_json(
+            SERVICES,
+            &svc(
+                "headless",
+                json!({"clusterIP": "None", "ports": [{"port": 80}]}),
+            ),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(body["spec"]["ipFamilyPolicy"], "RequireDualStack");
+    assert_eq!(body["spec"]["ipFamilies"], json!(["IPv4", "IPv6"]));
+    // An ExternalName with externalIPs is accepted with a warning.
+    let (code, warnings, body) = send(&srv, "POST", SERVICES, "application/json",
+        svc("ext", json!({"type": "ExternalName", "externalName": "example.com", "externalIPs": ["1.2.3.4"]}))).await;
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(
+        warnings,
+        vec!["299 - \"spec.externalIPs is ignored when spec.type is \\\"ExternalName\\\"\""]
+    );
+}
+
+#[tokio::test]
+async fn load_balancer_updates() {
+    let srv = start_quiet(Transport::InProcess).await;
+    let (code, body) = srv
+        .post_json(
+            SERVICES,
+            &svc(
+                "lb",
+                json!({"type": "LoadBalancer", "loadBalancerClass": "example.com/a",
+            "externalTrafficPolicy": "Local", "ports": [{"port": 80}]}),
+            ),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    let hc = body["spec"]["healthCheckNodePort"]
+        .as_i64()
+        .expect("allocated");
+    let (code, status) = merge_patch(
+        &srv,
+        "lb",
+        json!({"spec": {"loadBalancerClass": "example.com/b"}}),
+    )
+    .await;
+    assert_eq!(code, 422);
+    assert_eq!(
+        status["message"],
+        "Service \"lb\" is invalid: spec.loadBalancerClass: Invalid value: \"example.com/b\": may not change once set"
+    );
+    let (code, status) =
+        merge_patch(&srv, "lb", json!({"spec": {"healthCheckNodePort": hc + 1}})).await;
+    assert_eq!(code, 422);
+    assert_eq!(
+        status["message"],
+        "Service \"lb\" is invalid: spec.healthCheckNodePort: Forbidden: field is immutable"
+    );
+    // A status with an ingress point, then LoadBalancer -> ClusterIP clears it.
+    // Without a resourceVersion: an unconditional update of the latest version.
+    let mut with_status = body.clone();
+    with_status["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("resourceVersion");
+    with_status["status"] = json!({"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}});
+    let (code, _, body) = send(
+        &srv,
+        "PUT",
+        &format!("{SERVICES}/lb/status"),
+        "application/json",
+        with_status.clone(),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        body["status"]["loadBalancer"]["ingress"][0]["ip"],
+        "192.0.2.1"
+    );
+    with_status["status"] = json!({"loadBalancer": {"ingress": [{"ip": "nope"}]}});
+    let (code, _, status) = send(
+        &srv,
+        "PUT",
+        &format!("{SERVICES}/lb/status"),
+        "application/json",
+        with_status,
+    )
+    .await;
+    assert_eq!(code, 422, "{status}");
+    assert_eq!(
+        status["details"]["causes"][0]["field"],
+        "status.loadBalancer.ingress[0].ip"
+    );
+    let (code, body) = merge_patch(&srv, "lb", json!({"spec": {"type": "ClusterIP"}})).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["status"]["loadBalancer"], json!({}), "{body}");
+    assert!(body["spec"].get("loadBalancerClass").is_none(), "{body}");
+    assert!(body["spec"].get("healthCheckNodePort").is_none(), "{body}");
+    assert!(body["spec"]["ports"][0].get("nodePort").is_none(), "{body}");
+}
+
+#[tokio::test]
+async fn node_port_allocation_rules() {
+    let srv = start_quiet(Transport::InProcess).await;
+    // A requested health check node port that is taken is a 500, as in kube.
+    let (code, body) = srv
+        .post_json(
+            SERVICES,
+            &svc(
+                "np",
+                json!({"type": "NodePort", "ports": [
+            {"name": "http", "port": 80, "nodePort": 30100}, {"name": "https", "port": 443}]}),
+            ),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    let https = body["spec"]["ports"][1]["nodePort"].clone();
+    let (code, status) = srv
+        .post_json(
+            SERVICES,
+            &svc(
+                "hc",
+                json!({"type": "LoadBalancer", "externalTrafficPolicy": "Local",
+            "healthCheckNodePort": 30100, "ports": [{"port": 80}]}),
+            ),
+        )
+        .await;
+    assert_eq!(code, 500, "{status}");
+    assert_eq!(
+        status["message"],
+        "Internal error occurred: failed to allocate requested HealthCheck NodePort 30100: provided port is already allocated"
+    );
+    // A PUT without node ports gets them back by port name, even with new port numbers.
+    let (code, _, body) = send(&srv, "PUT", &format!("{SERVICES}/np"), "application/json",
+        svc("np", json!({"type": "NodePort", "ports": [{"name": "https", "port": 8443}, {"name": "http", "port": 8080}]}))).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["spec"]["ports"][0]["nodePort"], https);
+    assert_eq!(body["spec"]["ports"][1]["nodePort"], 30100);
+    // On update a repeated (protocol, nodePort) pair is a plain 500.
+    let (code, status) = merge_patch(&srv, "np", json!({"spec": {"ports": [
+        {"name": "a", "port": 81, "nodePort": 30101}, {"name": "b", "port": 82, "nodePort": 30101}]}})).await;
+    assert_eq!(code, 500, "{status}");
+    assert_eq!(status["message"], "duplicate nodePort: {TCP 30101}");
+    // LoadBalancer without node port allocation still reserves the requested ones.
+    let (code, body) = srv
+        .post_json(
+            SERVICES,
+            &svc(
+                "lbnp",
+                json!({"type": "LoadBalancer", "allocateLoadBalancerNodePorts": false,
+            "ports": [{"name": "a", "port": 80, "nodePort": 30102}, {"name": "b", "port": 81}]}),
+            ),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    assert!(body["spec"]["ports"][1].get("nodePort").is_none(), "{body}");
+    let (code, status) = srv
+        .post_json(
+            SERVICES,
+            &svc(
+                "taken",
+                json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": 30102}]}),
+            ),
+        )
+        .await;
+    assert_eq!(code, 422, "{status}");
+    assert_eq!(
+        status["message"],
+        "Service \"taken\" is invalid: spec.ports[0].nodePort: Invalid value: 30102: provided port is already allocated"
+    );
+}
+
+#[tokio::test]
+async fn dual_stack_upgrade_and_downgrade() {
+    let srv = start_with(
+        Transport::InProcess,
+        Options {
+            config: Config {
+                service_cidrs: vec![
+                    "10.96.0.0/16".parse().unwrap(),
+                    "fd00:10:96::/112".parse().unwrap(),
+                ],
+                ..Default::default()
+            },
+            ..Options::quiet()
+        },
+    )
+    .await;
+    let (code, body) = srv
+        .post_json(SERVICES, &svc("s", json!({"ports": [{"port": 80}]})))
+        .await;
+    assert_eq!(code, 201, "{body}");
+    let primary = body["spec"]["clusterIP"].clone();
+    let (code, body) = merge_patch(
+        &srv,
+        "s",
+        json!({"spec": {"ipFamilyPolicy": "PreferDualStack"}}),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["spec"]["ipFamilies"], json!(["IPv4", "IPv6"]));
+    assert_eq!(body["spec"]["clusterIPs"][0], primary);
+    assert!(
+        body["spec"]["clusterIPs"][1]
+            .as_str()
+            .unwrap()
+            .starts_with("fd00:10:96::"),
+        "{body}"
+    );
+    // Dropping the secondary needs SingleStack.
+    let (code, status) = merge_patch(
+        &srv,
+        "s",
+        json!({"spec": {"clusterIPs": [primary], "ipFamilies": ["IPv4"]}}),
+    )
+    .await;
+    assert_eq!(code, 422, "{status}");
+    assert_eq!(
+        status["details"]["causes"][0]["field"],
+        "spec.ipFamilyPolicy"
+    );
+    let (code, body) = merge_patch(
+        &srv,
+        "s",
+        json!({"spec": {"ipFamilyPolicy": "SingleStack"}}),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["spec"]["clusterIPs"], json!([primary]));
+    assert_eq!(body["spec"]["ipFamilies"], json!(["IPv4"]));
 }

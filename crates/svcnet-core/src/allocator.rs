@@ -9,10 +9,13 @@ use std::ops::RangeInclusive;
 use ipnet::IpNet;
 use rand::Rng;
 
+/// The allocators' errors, with kube's texts (`ipallocator` and `portallocator`).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AllocError {
-    #[error("provided {what} is not in the valid range. The range of valid {what}s is {range}")]
-    NotInRange { what: &'static str, range: String },
+    #[error("the provided IP ({ip}) is not in the valid range. The range of valid IPs is {range}")]
+    IpNotInRange { ip: IpAddr, range: String },
+    #[error("provided port is not in the valid range. The range of valid ports is {range}")]
+    PortNotInRange { range: String },
     #[error("provided {what} is already allocated")]
     AlreadyAllocated { what: &'static str },
     #[error("range is full")]
@@ -166,8 +169,10 @@ impl ClusterIpAllocator {
     }
 
     fn offset_of(&self, ip: IpAddr) -> Result<u64, AllocError> {
-        let not_in_range = || AllocError::NotInRange {
-            what: "IP",
+        // Go's net.IPNet.Contains takes an IPv4-mapped address as the IPv4 one.
+        let ip = crate::ip::canonical(ip);
+        let not_in_range = || AllocError::IpNotInRange {
+            ip,
             range: self.cidr.to_string(),
         };
         if !self.cidr.contains(&ip) {
@@ -189,6 +194,7 @@ impl ClusterIpAllocator {
         }
     }
 
+    /// Takes `ip` (an IPv4-mapped address counts as its IPv4 address).
     pub fn allocate(&mut self, ip: IpAddr) -> Result<(), AllocError> {
         let i = self.offset_of(ip)?;
         if self.bitmap.set(i) {
@@ -279,8 +285,7 @@ impl NodePortAllocator {
     fn offset_of(&self, port: i32) -> Result<u64, AllocError> {
         match u16::try_from(port) {
             Ok(p) if self.range.contains(p) => Ok(u64::from(p - self.range.base)),
-            _ => Err(AllocError::NotInRange {
-                what: "port",
+            _ => Err(AllocError::PortNotInRange {
                 range: self.range.to_string(),
             }),
         }

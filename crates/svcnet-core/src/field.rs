@@ -15,6 +15,7 @@ pub enum ErrorType {
     Forbidden,
     TooLong,
     TooMany,
+    Internal,
 }
 
 impl ErrorType {
@@ -29,6 +30,7 @@ impl ErrorType {
             ErrorType::Forbidden => "FieldValueForbidden",
             ErrorType::TooLong => "FieldValueTooLong",
             ErrorType::TooMany => "FieldValueTooMany",
+            ErrorType::Internal => "InternalError",
         }
     }
 
@@ -42,17 +44,23 @@ impl ErrorType {
             ErrorType::Forbidden => "Forbidden",
             ErrorType::TooLong => "Too long",
             ErrorType::TooMany => "Too many",
+            ErrorType::Internal => "Internal error",
         }
     }
 }
 
-/// A value as Go's `%#v` would print it in an error: strings quoted, numbers bare.
+/// A field error's bad value, printed as apimachinery's `ErrorBody` prints it: Go strings
+/// with `%q`, numbers and booleans bare, nil pointers as `"null"`, anything else with `%#v`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BadValue {
     Omitted,
+    /// A Go `string` (or a named string type, which `%#v` prints the same way).
     Str(String),
     Int(i64),
-    /// Already rendered (lists, structs).
+    Bool(bool),
+    /// A nil pointer (or nil interface): printed `"null"`.
+    Null,
+    /// Already rendered in Go syntax (slices, structs).
     Raw(String),
 }
 
@@ -81,12 +89,34 @@ impl From<i64> for BadValue {
         BadValue::Int(v)
     }
 }
+impl From<bool> for BadValue {
+    fn from(v: bool) -> Self {
+        BadValue::Bool(v)
+    }
+}
+/// A Go pointer: nil prints as `"null"`, anything else as the value it points to.
+impl<T: Into<BadValue>> From<Option<T>> for BadValue {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(BadValue::Null, Into::into)
+    }
+}
 
 impl BadValue {
-    /// A list of strings rendered as `["a", "b"]`.
+    /// A `[]string` rendered as Go's `%#v` does: `[]string{"a", "b"}`.
     pub fn list<S: AsRef<str>>(items: &[S]) -> Self {
-        let inner: Vec<String> = items.iter().map(|s| format!("{:?}", s.as_ref())).collect();
-        BadValue::Raw(format!("[{}]", inner.join(", ")))
+        Self::slice("string", Some(items))
+    }
+
+    /// A slice of a string type, as `%#v` prints it: `[]core.IPFamily{"IPv4"}`, or
+    /// `[]string(nil)` when the slice is nil.
+    pub fn slice<S: AsRef<str>>(elem_type: &str, items: Option<&[S]>) -> Self {
+        match items {
+            None => BadValue::Raw(format!("[]{elem_type}(nil)")),
+            Some(items) => {
+                let inner: Vec<String> = items.iter().map(|s| go_quote(s.as_ref())).collect();
+                BadValue::Raw(format!("[]{elem_type}{{{}}}", inner.join(", ")))
+            }
+        }
     }
 }
 
@@ -94,11 +124,57 @@ impl fmt::Display for BadValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BadValue::Omitted => Ok(()),
-            BadValue::Str(s) => write!(f, "{s:?}"),
+            BadValue::Str(s) => f.write_str(&go_quote(s)),
             BadValue::Int(i) => write!(f, "{i}"),
+            BadValue::Bool(b) => write!(f, "{b}"),
+            BadValue::Null => f.write_str("\"null\""),
             BadValue::Raw(r) => f.write_str(r),
         }
     }
+}
+
+/// Go's `strconv.Quote`: double quotes, `\"` and `\\`, C escapes for the usual control
+/// characters, `\xNN` for other bytes below 0x80 that are not printable, `\uNNNN` and
+/// `\UNNNNNNNN` for non-printable code points; printable Unicode stays as it is.
+pub fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{b}' => out.push_str("\\v"),
+            c if go_is_print(c) => out.push(c),
+            c if (c as u32) < 0x80 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x10000 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push_str(&format!("\\U{:08x}", c as u32)),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// An approximation of Go's `unicode.IsPrint`: graphic characters and the ASCII space; not
+/// control, format (zero-width, bidi) or non-ASCII space characters.
+fn go_is_print(c: char) -> bool {
+    if c == ' ' {
+        return true;
+    }
+    if c.is_control() || c.is_whitespace() {
+        return false;
+    }
+    !matches!(c,
+        '\u{ad}' | '\u{600}'..='\u{605}' | '\u{61c}' | '\u{6dd}' | '\u{70f}' | '\u{180e}'
+        | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{206f}' | '\u{feff}' | '\u{fff9}'..='\u{fffb}'
+        | '\u{e000}'..='\u{f8ff}' | '\u{f0000}'..
+    )
 }
 
 /// One invalid field.
@@ -165,7 +241,13 @@ impl FieldError {
     /// The message without the field path (apimachinery's `ErrorBody`).
     pub fn body(&self) -> String {
         let mut s = match (self.kind, &self.value) {
-            (ErrorType::Required | ErrorType::Forbidden | ErrorType::TooLong, _)
+            (
+                ErrorType::Required
+                | ErrorType::Forbidden
+                | ErrorType::TooLong
+                | ErrorType::Internal,
+                _,
+            )
             | (_, BadValue::Omitted) => self.kind.label().to_owned(),
             (_, v) => format!("{}: {v}", self.kind.label()),
         };
@@ -197,14 +279,19 @@ impl ErrorList {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
-    /// The aggregate message: one error bare, several in brackets (`utilerrors.NewAggregate`).
+    /// The aggregate message (`ErrorList.ToAggregate().Error()`): identical errors once, one
+    /// error bare, several in brackets. The causes of a `Status` keep the duplicates.
     pub fn aggregate_message(&self) -> String {
-        match self.0.as_slice() {
-            [one] => one.to_string(),
-            many => {
-                let parts: Vec<String> = many.iter().map(ToString::to_string).collect();
-                format!("[{}]", parts.join(", "))
+        let mut parts: Vec<String> = Vec::new();
+        for e in &self.0 {
+            let msg = e.to_string();
+            if !parts.contains(&msg) {
+                parts.push(msg);
             }
+        }
+        match parts.as_slice() {
+            [one] => one.clone(),
+            many => format!("[{}]", many.join(", ")),
         }
     }
 }
@@ -251,6 +338,53 @@ mod tests {
             FieldError::duplicate("spec.ports[1].name", "http").to_string(),
             r#"spec.ports[1].name: Duplicate value: "http""#
         );
-        assert_eq!(BadValue::list(&["1.2.3.4"]).to_string(), r#"["1.2.3.4"]"#);
+        assert_eq!(
+            BadValue::list(&["1.2.3.4"]).to_string(),
+            r#"[]string{"1.2.3.4"}"#
+        );
+    }
+
+    #[test]
+    fn values_print_like_go() {
+        assert_eq!(
+            BadValue::list(&["a", "b"]).to_string(),
+            r#"[]string{"a", "b"}"#
+        );
+        assert_eq!(BadValue::list::<&str>(&[]).to_string(), "[]string{}");
+        assert_eq!(
+            BadValue::slice::<String>("string", None).to_string(),
+            "[]string(nil)"
+        );
+        assert_eq!(
+            BadValue::slice("core.IPFamily", Some(&["IPv6"][..])).to_string(),
+            r#"[]core.IPFamily{"IPv6"}"#
+        );
+        assert_eq!(BadValue::from(None::<&str>).to_string(), r#""null""#);
+        assert_eq!(BadValue::from(Some(10)).to_string(), "10");
+        assert_eq!(BadValue::from(true).to_string(), "true");
+        assert_eq!(go_quote("a\u{1}b"), r#""a\x01b""#);
+        assert_eq!(go_quote("tab\there"), r#""tab\there""#);
+        assert_eq!(go_quote("\"q\" \\"), r#""\"q\" \\""#);
+        assert_eq!(go_quote("é\u{a0}\u{200b}"), r#""é\u00a0\u200b""#);
+        let internal = FieldError::new(ErrorType::Internal, "spec", BadValue::Null, "boom");
+        assert_eq!(internal.to_string(), "spec: Internal error: boom");
+        assert_eq!(internal.kind.reason(), "InternalError");
+    }
+
+    #[test]
+    fn aggregate_drops_repeated_messages() {
+        let e = FieldError::invalid("metadata.labels", "-x", "bad");
+        let other = FieldError::required("spec.ports", "");
+        let twice = ErrorList(vec![e.clone(), e.clone()]);
+        assert_eq!(
+            twice.aggregate_message(),
+            r#"metadata.labels: Invalid value: "-x": bad"#
+        );
+        let three = ErrorList(vec![e.clone(), other, e]);
+        assert_eq!(
+            three.aggregate_message(),
+            r#"[metadata.labels: Invalid value: "-x": bad, spec.ports: Required value]"#
+        );
+        assert_eq!(three.0.len(), 3, "causes keep duplicates");
     }
 }

@@ -4,6 +4,7 @@ const DNS1123_LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lowe
 const DNS1035_LABEL_MSG: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')";
 const DNS1123_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
 const QUALIFIED_NAME_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+const QUALIFIED_NAME_MANY_SLASHES_MSG: &str = "a qualified name must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')";
 const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
 
 fn lower_alnum(c: u8) -> bool {
@@ -18,6 +19,10 @@ fn is_label_shape(s: &str) -> bool {
         && b.iter().all(|&c| lower_alnum(c) || c == b'-')
 }
 
+fn is_subdomain_shape(s: &str) -> bool {
+    !s.is_empty() && s.split('.').all(is_label_shape)
+}
+
 /// Problems with `s` as an RFC 1123 label (port names, namespaces); empty when valid.
 pub fn dns1123_label(s: &str) -> Vec<String> {
     let mut errs = Vec::new();
@@ -25,7 +30,12 @@ pub fn dns1123_label(s: &str) -> Vec<String> {
         errs.push("must be no more than 63 characters".to_owned());
     }
     if !is_label_shape(s) {
-        errs.push(DNS1123_LABEL_MSG.to_owned());
+        if is_subdomain_shape(s) {
+            // A valid subdomain that is not a label can only have dots in it.
+            errs.push("must not contain dots".to_owned());
+        } else {
+            errs.push(DNS1123_LABEL_MSG.to_owned());
+        }
     }
     errs
 }
@@ -48,7 +58,7 @@ pub fn dns1123_subdomain(s: &str) -> Vec<String> {
     if s.len() > 253 {
         errs.push("must be no more than 253 characters".to_owned());
     }
-    if s.is_empty() || !s.split('.').all(is_label_shape) {
+    if !is_subdomain_shape(s) {
         errs.push(DNS1123_SUBDOMAIN_MSG.to_owned());
     }
     errs
@@ -60,16 +70,16 @@ pub fn iana_svc_name(s: &str) -> Vec<String> {
     if s.len() > 15 {
         errs.push("must be no more than 15 characters".to_owned());
     }
-    if !s.bytes().all(|c| lower_alnum(c) || c == b'-') {
+    if s.is_empty() || !s.bytes().all(|c| lower_alnum(c) || c == b'-') {
         errs.push(
             "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".to_owned(),
         );
     }
-    if s.contains("--") {
-        errs.push("must not contain consecutive hyphens".to_owned());
-    }
     if !s.bytes().any(|c| c.is_ascii_lowercase()) {
         errs.push("must contain at least one letter (a-z)".to_owned());
+    }
+    if s.contains("--") {
+        errs.push("must not contain consecutive hyphens".to_owned());
     }
     if s.starts_with('-') || s.ends_with('-') {
         errs.push("must not begin or end with a hyphen".to_owned());
@@ -87,29 +97,37 @@ fn qualified_name_part(s: &str) -> bool {
             .all(|&c| alnum(c) || matches!(c, b'-' | b'_' | b'.'))
 }
 
-/// Problems with `s` as a qualified name (label and annotation keys, appProtocol).
+/// Problems with `s` as a qualified name (label and annotation keys, appProtocol,
+/// finalizers, loadBalancerClass).
 pub fn qualified_name(s: &str) -> Vec<String> {
     let mut errs = Vec::new();
-    let (prefix, name) = match s.split_once('/') {
-        Some((p, n)) => (Some(p), n),
-        None => (None, s),
-    };
-    if let Some(p) = prefix {
-        if p.is_empty() {
-            errs.push("prefix part must be non-empty".to_owned());
-        } else {
-            errs.extend(
-                dns1123_subdomain(p)
-                    .into_iter()
-                    .map(|m| format!("prefix part {m}")),
-            );
+    let parts: Vec<&str> = s.split('/').collect();
+    let name = match parts.as_slice() {
+        [name] => *name,
+        [prefix, name] => {
+            if prefix.is_empty() {
+                errs.push("prefix part must be non-empty".to_owned());
+            } else {
+                errs.extend(
+                    dns1123_subdomain(prefix)
+                        .into_iter()
+                        .map(|m| format!("prefix part {m}")),
+                );
+            }
+            *name
         }
-    }
+        _ => {
+            errs.push(QUALIFIED_NAME_MANY_SLASHES_MSG.to_owned());
+            return errs;
+        }
+    };
     if name.is_empty() {
         errs.push("name part must be non-empty".to_owned());
     } else if name.len() > 63 {
         errs.push("name part must be no more than 63 characters".to_owned());
-    } else if !qualified_name_part(name) {
+    }
+    // The pattern is checked on its own, so an empty or long name gets both messages.
+    if !qualified_name_part(name) {
         errs.push(QUALIFIED_NAME_MSG.to_owned());
     }
     errs
@@ -149,6 +167,47 @@ mod tests {
         assert!(!qualified_name("bad key").is_empty());
         assert!(label_value("").is_empty());
         assert!(!label_value("-x").is_empty());
+    }
+
+    /// Message order and combinations as apimachinery's `validation` package returns them.
+    #[test]
+    fn messages_match_apimachinery() {
+        assert_eq!(
+            dns1123_label("a.b"),
+            vec!["must not contain dots".to_owned()]
+        );
+        assert_eq!(dns1123_label("a_b"), vec![DNS1123_LABEL_MSG.to_owned()]);
+        assert_eq!(
+            qualified_name(""),
+            vec![
+                "name part must be non-empty".to_owned(),
+                QUALIFIED_NAME_MSG.to_owned()
+            ]
+        );
+        assert_eq!(
+            qualified_name(&format!("{}-", "a".repeat(63))),
+            vec![
+                "name part must be no more than 63 characters".to_owned(),
+                QUALIFIED_NAME_MSG.to_owned()
+            ]
+        );
+        assert_eq!(
+            qualified_name("a/b/c"),
+            vec![QUALIFIED_NAME_MANY_SLASHES_MSG.to_owned()]
+        );
+        assert_eq!(
+            qualified_name("/x"),
+            vec!["prefix part must be non-empty".to_owned()]
+        );
+        assert_eq!(
+            iana_svc_name("--"),
+            vec![
+                "must contain at least one letter (a-z)".to_owned(),
+                "must not contain consecutive hyphens".to_owned(),
+                "must not begin or end with a hyphen".to_owned(),
+            ]
+        );
+        assert_eq!(iana_svc_name("").len(), 2);
     }
 
     /// A multi-byte character across the 63-byte limit is an error, not a panic (the value

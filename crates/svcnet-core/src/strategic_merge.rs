@@ -1,7 +1,7 @@
 //! Strategic merge patch for svcnet's kinds, with the Kubernetes patch-merge keys and the
 //! directives `kubectl apply` sends (`$patch`, `$setElementOrder/…`, `$retainKeys`,
-//! `$deleteFromPrimitiveList/…`). No maintained crate implements it; the merge keys come from
-//! the `patchMergeKey` tags of the Kubernetes API types.
+//! `$deleteFromPrimitiveList/…`). No maintained crate implements it; the merge keys are the
+//! `patchMergeKey` tags of the Kubernetes API types, kept in [`crate::schema`].
 
 use serde_json::{Map, Value};
 
@@ -21,35 +21,13 @@ pub enum PatchError {
     Invalid(String),
 }
 
-/// The list strategy for the field at `path` (field names, no indices) of `kind`.
+/// The list strategy for the field at `path` (field names, no indices) of `kind`, from the
+/// types' merge keys in [`crate::schema`].
 pub fn list_strategy(kind: &str, path: &[&str]) -> ListStrategy {
-    use ListStrategy::*;
-    match path {
-        ["metadata", "ownerReferences"] => return MergeByKey("uid"),
-        ["metadata", "finalizers"] => return MergePrimitives,
-        ["status", "conditions"] => return MergeByKey("type"),
-        _ => {}
-    }
-    match (kind, path) {
-        ("Service", ["spec", "ports"]) => MergeByKey("port"),
-        (
-            "Pod",
-            [
-                "spec",
-                "containers" | "initContainers" | "ephemeralContainers",
-            ],
-        ) => MergeByKey("name"),
-        ("Pod", ["spec", "containers" | "initContainers", "ports"]) => MergeByKey("containerPort"),
-        ("Pod", ["spec", "containers" | "initContainers", "env"]) => MergeByKey("name"),
-        ("Pod", ["spec", "containers" | "initContainers", "volumeMounts"]) => {
-            MergeByKey("mountPath")
-        }
-        ("Pod", ["spec", "volumes" | "imagePullSecrets"]) => MergeByKey("name"),
-        ("Pod", ["spec", "hostAliases"]) => MergeByKey("ip"),
-        ("Pod", ["status", "podIPs"]) => MergeByKey("ip"),
-        ("Node", ["status", "addresses"]) => MergeByKey("type"),
-        ("Node", ["spec", "podCIDRs"]) => MergePrimitives,
-        _ => Replace,
+    match crate::schema::list_type(kind, path) {
+        crate::schema::ListType::Atomic => ListStrategy::Replace,
+        crate::schema::ListType::Set => ListStrategy::MergePrimitives,
+        crate::schema::ListType::Map { merge_key, .. } => ListStrategy::MergeByKey(merge_key),
     }
 }
 

@@ -61,7 +61,7 @@ async fn start_cluster() -> anyhow::Result<Cluster> {
     let server = ApiServer::new(Arc::new(store), config)
         .await
         .map_err(anyhow::Error::msg)?;
-    let mut tasks = server.spawn_background();
+    let mut tasks = server.spawn_background().into_handles();
     tasks.push(tokio::spawn(async move {
         server
             .serve(listener, std::future::pending())

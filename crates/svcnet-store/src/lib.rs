@@ -57,10 +57,12 @@ pub struct Event {
 #[derive(Clone, Debug, Default)]
 pub struct ListResult {
     pub items: Vec<KeyValue>,
-    /// The store revision of the snapshot.
+    /// The store revision the range was read at.
     pub revision: Revision,
     /// More keys follow the last returned one.
     pub more: bool,
+    /// How many keys follow the last returned one (0 unless `more`).
+    pub remaining: u64,
 }
 
 /// A condition checked atomically with a write.
@@ -88,6 +90,11 @@ pub enum Error {
         requested: Revision,
         compacted: Revision,
     },
+    #[error("revision {requested} is newer than the store's {current}")]
+    FutureRevision {
+        requested: Revision,
+        current: Revision,
+    },
     #[error("watch fell too far behind the writer and was closed")]
     WatchLagged,
     #[error("store backend error: {0}")]
@@ -101,12 +108,15 @@ pub trait Store: Send + Sync + 'static {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<KeyValue>>>;
 
     /// Keys starting with `prefix`, in key order, strictly after `start_after` when given,
-    /// at most `limit` of them when given.
+    /// at most `limit` of them when given, as they were at `revision` (the current revision
+    /// when `None`). [`Error::Compacted`] if `revision` is older than the history kept,
+    /// [`Error::FutureRevision`] if it is newer than the store.
     fn list<'a>(
         &'a self,
         prefix: &'a str,
         start_after: Option<&'a str>,
         limit: Option<usize>,
+        revision: Option<Revision>,
     ) -> BoxFuture<'a, Result<ListResult>>;
 
     /// Writes `value` under `key` if `pre` holds; returns the stored key-value.
@@ -132,4 +142,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Forgets history up to and including `revision`.
     fn compact(&self, revision: Revision) -> BoxFuture<'_, Result<()>>;
+
+    /// Finishes the writes already accepted and stops taking new ones ([`Error::Closed`]);
+    /// reads keep working. Idempotent.
+    fn close(&self) -> BoxFuture<'_, Result<()>>;
 }

@@ -1,8 +1,9 @@
 //! The embedded default backend: redb with a group-committing writer thread.
 
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 
 use bytes::Bytes;
@@ -17,10 +18,18 @@ use crate::{
 
 /// `key -> create_revision(8) | mod_revision(8) | value`
 const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
-/// `revision -> kind(1) | create_revision(8) | key_len(4) | key | value`
+/// `revision -> kind(1) | create_revision(8) | prev_mod_revision(8) | key_len(4) | key |
+/// value_len(4) | value | prev_value`. For a put, `value` is the new value and `prev_*` the
+/// version it replaced (0 and empty when it created the key); for a delete, `value` is the
+/// deleted version and `prev_mod_revision` its revision. The previous version lets a list be
+/// read as of an earlier revision.
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
-/// `"revision"`, `"compacted"`
+/// `"revision"`, `"compacted"`, `"format"`
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// The event encoding above. Stores written with an older one have their history dropped
+/// (compacted) at open: watches from before then get 410 and relist.
+const FORMAT: u64 = 2;
 
 /// Most writes gathered into one transaction.
 const MAX_BATCH: usize = 512;
@@ -68,17 +77,14 @@ struct Shared {
 /// The redb-backed [`Store`].
 pub struct RedbStore {
     shared: Arc<Shared>,
-    writer: Option<std_mpsc::Sender<WriteRequest>>,
-    writer_thread: Option<thread::JoinHandle<()>>,
+    writer: Mutex<Option<std_mpsc::Sender<WriteRequest>>>,
+    writer_thread: Mutex<Option<thread::JoinHandle<()>>>,
 }
 
 impl Drop for RedbStore {
     /// Closes the writer and waits for it, so the file is released when the store is dropped.
     fn drop(&mut self) {
-        self.writer.take();
-        if let Some(t) = self.writer_thread.take() {
-            let _ = t.join();
-        }
+        self.stop_writer();
     }
 }
 
@@ -93,8 +99,19 @@ impl RedbStore {
         {
             let txn = db.begin_write().map_err(backend)?;
             txn.open_table(OBJECTS).map_err(backend)?;
-            txn.open_table(EVENTS).map_err(backend)?;
-            txn.open_table(META).map_err(backend)?;
+            {
+                let mut log = txn.open_table(EVENTS).map_err(backend)?;
+                let mut meta = txn.open_table(META).map_err(backend)?;
+                if read_meta(&meta, "format")? != FORMAT {
+                    let revision = read_meta(&meta, "revision")?;
+                    if revision > 0 {
+                        tracing::info!(revision, "store history from an older format dropped");
+                    }
+                    log.retain(|_, _| false).map_err(backend)?;
+                    meta.insert("compacted", revision).map_err(backend)?;
+                    meta.insert("format", FORMAT).map_err(backend)?;
+                }
+            }
             txn.commit().map_err(backend)?;
         }
         let (events, _) = broadcast::channel(config.fanout_capacity);
@@ -107,19 +124,30 @@ impl RedbStore {
             .map_err(backend)?;
         Ok(Self {
             shared,
-            writer: Some(writer),
-            writer_thread: Some(writer_thread),
+            writer: Mutex::new(Some(writer)),
+            writer_thread: Mutex::new(Some(writer_thread)),
         })
     }
 
     async fn write(&self, op: WriteOp) -> Result<Option<KeyValue>> {
         let (reply, rx) = oneshot::channel();
-        self.writer
-            .as_ref()
-            .ok_or(Error::Closed)?
-            .send(WriteRequest { op, reply })
-            .map_err(|_| Error::Closed)?;
+        {
+            let writer = self.writer.lock().expect("writer lock");
+            writer
+                .as_ref()
+                .ok_or(Error::Closed)?
+                .send(WriteRequest { op, reply })
+                .map_err(|_| Error::Closed)?;
+        }
         rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Drops the writer's channel (it finishes what it holds, then ends) and waits for it.
+    fn stop_writer(&self) {
+        self.writer.lock().expect("writer lock").take();
+        if let Some(t) = self.writer_thread.lock().expect("writer lock").take() {
+            let _ = t.join();
+        }
     }
 
     fn meta(&self, name: &str) -> Result<Revision> {
@@ -152,24 +180,56 @@ fn decode_object(key: &str, raw: &[u8]) -> KeyValue {
     }
 }
 
-fn encode_event(event: &Event) -> Vec<u8> {
-    let key = event.kv.key.as_bytes();
-    let mut out = Vec::with_capacity(13 + key.len() + event.kv.value.len());
-    out.push(match event.kind {
+/// One event as logged: the event and the version a put replaced (or a delete removed).
+struct Logged<'a> {
+    event: &'a Event,
+    prev_mod_revision: Revision,
+    prev_value: &'a [u8],
+}
+
+fn encode_event(l: &Logged) -> Vec<u8> {
+    let key = l.event.kv.key.as_bytes();
+    let value = &l.event.kv.value;
+    let mut out = Vec::with_capacity(25 + key.len() + value.len() + l.prev_value.len());
+    out.push(match l.event.kind {
         EventType::Put => 0,
         EventType::Delete => 1,
     });
-    out.extend_from_slice(&event.kv.create_revision.to_be_bytes());
+    out.extend_from_slice(&l.event.kv.create_revision.to_be_bytes());
+    out.extend_from_slice(&l.prev_mod_revision.to_be_bytes());
     out.extend_from_slice(&(key.len() as u32).to_be_bytes());
     out.extend_from_slice(key);
-    out.extend_from_slice(&event.kv.value);
+    out.extend_from_slice(&(value.len() as u32).to_be_bytes());
+    out.extend_from_slice(value);
+    out.extend_from_slice(l.prev_value);
     out
+}
+
+/// Field offsets of an encoded event.
+const EV_CREATE: usize = 1;
+const EV_PREV: usize = 9;
+const EV_KEY_LEN: usize = 17;
+const EV_KEY: usize = 21;
+
+fn u64_at(raw: &[u8], at: usize) -> u64 {
+    u64::from_be_bytes(raw[at..at + 8].try_into().expect("8 bytes"))
+}
+
+fn u32_at(raw: &[u8], at: usize) -> usize {
+    u32::from_be_bytes(raw[at..at + 4].try_into().expect("4 bytes")) as usize
 }
 
 /// The key of an encoded event, without decoding the rest.
 fn event_key(raw: &[u8]) -> &[u8] {
-    let key_len = u32::from_be_bytes(raw[9..13].try_into().expect("4 bytes")) as usize;
-    &raw[13..13 + key_len]
+    &raw[EV_KEY..EV_KEY + u32_at(raw, EV_KEY_LEN)]
+}
+
+/// The value and the previous value of an encoded event.
+fn event_values(raw: &[u8]) -> (&[u8], &[u8]) {
+    let value_at = EV_KEY + u32_at(raw, EV_KEY_LEN);
+    let value_len = u32_at(raw, value_at);
+    let value = &raw[value_at + 4..value_at + 4 + value_len];
+    (value, &raw[value_at + 4 + value_len..])
 }
 
 fn decode_event(revision: Revision, raw: &[u8]) -> Event {
@@ -178,18 +238,40 @@ fn decode_event(revision: Revision, raw: &[u8]) -> Event {
     } else {
         EventType::Delete
     };
-    let create_revision = u64::from_be_bytes(raw[1..9].try_into().expect("8 bytes"));
-    let key_bytes = event_key(raw);
-    let key_len = key_bytes.len();
-    let key = String::from_utf8_lossy(key_bytes).into_owned();
+    let key = String::from_utf8_lossy(event_key(raw)).into_owned();
     Event {
         kind,
         kv: KeyValue {
             key,
-            value: Bytes::copy_from_slice(&raw[13 + key_len..]),
-            create_revision,
+            value: Bytes::copy_from_slice(event_values(raw).0),
+            create_revision: u64_at(raw, EV_CREATE),
             mod_revision: revision,
         },
+    }
+}
+
+/// What key `raw`'s event says about the key's state just before it: `None` if the key did
+/// not exist, else the version it had.
+fn before_event(raw: &[u8]) -> Option<KeyValue> {
+    let create = u64_at(raw, EV_CREATE);
+    let prev = u64_at(raw, EV_PREV);
+    let (value, prev_value) = event_values(raw);
+    let key = String::from_utf8_lossy(event_key(raw)).into_owned();
+    match raw[0] {
+        // A put that created the key.
+        0 if prev == 0 => None,
+        0 => Some(KeyValue {
+            key,
+            value: Bytes::copy_from_slice(prev_value),
+            create_revision: create,
+            mod_revision: prev,
+        }),
+        _ => Some(KeyValue {
+            key,
+            value: Bytes::copy_from_slice(value),
+            create_revision: create,
+            mod_revision: prev,
+        }),
     }
 }
 
@@ -272,7 +354,7 @@ fn apply_batch(db: &Database, batch: &[WriteRequest], history: u64) -> Result<Ba
                 results.push(Err(e));
                 continue;
             }
-            let event = match &req.op {
+            let (event, prev_mod_revision, prev_value) = match &req.op {
                 WriteOp::Put { value, .. } => {
                     revision += 1;
                     let create = existing.as_ref().map_or(revision, |kv| kv.create_revision);
@@ -282,7 +364,7 @@ fn apply_batch(db: &Database, batch: &[WriteRequest], history: u64) -> Result<Ba
                             encode_object(create, revision, value).as_slice(),
                         )
                         .map_err(backend)?;
-                    Event {
+                    let event = Event {
                         kind: EventType::Put,
                         kv: KeyValue {
                             key: key.clone(),
@@ -290,6 +372,10 @@ fn apply_batch(db: &Database, batch: &[WriteRequest], history: u64) -> Result<Ba
                             create_revision: create,
                             mod_revision: revision,
                         },
+                    };
+                    match existing {
+                        Some(prev) => (event, prev.mod_revision, prev.value),
+                        None => (event, 0, Bytes::new()),
                     }
                 }
                 WriteOp::Delete { .. } => {
@@ -299,17 +385,24 @@ fn apply_batch(db: &Database, batch: &[WriteRequest], history: u64) -> Result<Ba
                     };
                     revision += 1;
                     objects.remove(key.as_str()).map_err(backend)?;
-                    Event {
+                    let prev_mod = prev.mod_revision;
+                    let event = Event {
                         kind: EventType::Delete,
                         kv: KeyValue {
                             mod_revision: revision,
                             ..prev
                         },
-                    }
+                    };
+                    (event, prev_mod, Bytes::new())
                 }
                 WriteOp::Compact(_) => unreachable!("handled above"),
             };
-            log.insert(revision, encode_event(&event).as_slice())
+            let logged = Logged {
+                event: &event,
+                prev_mod_revision,
+                prev_value: &prev_value,
+            };
+            log.insert(revision, encode_event(&logged).as_slice())
                 .map_err(backend)?;
             results.push(Ok(Some(event.kv.clone())));
             events.push(event);
@@ -348,35 +441,95 @@ impl Store for RedbStore {
         prefix: &'a str,
         start_after: Option<&'a str>,
         limit: Option<usize>,
+        at: Option<Revision>,
     ) -> BoxFuture<'a, Result<ListResult>> {
         Box::pin(async move {
             let txn = self.shared.db.begin_read().map_err(backend)?;
             let objects = txn.open_table(OBJECTS).map_err(backend)?;
             let meta = txn.open_table(META).map_err(backend)?;
-            let revision = read_meta(&meta, "revision")?;
+            let head = read_meta(&meta, "revision")?;
+            let revision = at.unwrap_or(head);
+            if revision > head {
+                return Err(Error::FutureRevision {
+                    requested: revision,
+                    current: head,
+                });
+            }
             let start = match start_after {
                 Some(after) if after >= prefix => after,
                 _ => prefix,
             };
+            let in_range = |key: &str| key.starts_with(prefix) && Some(key) != start_after;
+            // Keys changed after `revision`, with the version they had then (`None`: absent).
+            let mut past: BTreeMap<String, Option<KeyValue>> = BTreeMap::new();
+            if revision < head {
+                let compacted = read_meta(&meta, "compacted")?;
+                if revision < compacted {
+                    return Err(Error::Compacted {
+                        requested: revision,
+                        compacted,
+                    });
+                }
+                let log = txn.open_table(EVENTS).map_err(backend)?;
+                for entry in log.range(revision + 1..).map_err(backend)? {
+                    let (_, raw) = entry.map_err(backend)?;
+                    let raw = raw.value();
+                    let Ok(key) = std::str::from_utf8(event_key(raw)) else {
+                        continue;
+                    };
+                    if key >= start && in_range(key) && !past.contains_key(key) {
+                        past.insert(key.to_owned(), before_event(raw));
+                    }
+                }
+            }
             let mut out = ListResult {
                 revision,
                 ..Default::default()
             };
             let limit = limit.unwrap_or(usize::MAX);
+            // Past the limit keys are only counted, not copied.
+            let mut emit = |kv: &dyn Fn() -> KeyValue| {
+                if out.items.len() == limit {
+                    out.more = true;
+                    out.remaining += 1;
+                } else {
+                    out.items.push(kv());
+                }
+            };
+            let mut past_iter = past.into_iter().peekable();
             for entry in objects.range(start..).map_err(backend)? {
                 let (k, v) = entry.map_err(backend)?;
                 let key = k.value();
                 if !key.starts_with(prefix) {
                     break;
                 }
-                if Some(key) == start_after {
+                if !in_range(key) {
                     continue;
                 }
-                if out.items.len() == limit {
-                    out.more = true;
-                    break;
+                // Versions of keys before this one that exist no more (deleted since).
+                while let Some((pk, _)) = past_iter.peek() {
+                    if pk.as_str() >= key {
+                        break;
+                    }
+                    let (_, then) = past_iter.next().expect("peeked");
+                    if let Some(kv) = then {
+                        emit(&|| kv.clone());
+                    }
                 }
-                out.items.push(decode_object(key, v.value()));
+                match past_iter.peek() {
+                    Some((pk, _)) if pk == key => {
+                        let (_, then) = past_iter.next().expect("peeked");
+                        if let Some(kv) = then {
+                            emit(&|| kv.clone());
+                        }
+                    }
+                    _ => emit(&|| decode_object(key, v.value())),
+                }
+            }
+            for (_, then) in past_iter {
+                if let Some(kv) = then {
+                    emit(&|| kv.clone());
+                }
             }
             Ok(out)
         })
@@ -477,6 +630,21 @@ impl Store for RedbStore {
     fn compact(&self, revision: Revision) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
             self.write(WriteOp::Compact(revision)).await?;
+            Ok(())
+        })
+    }
+
+    fn close(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            self.writer.lock().expect("writer lock").take();
+            let thread = self.writer_thread.lock().expect("writer lock").take();
+            if let Some(t) = thread {
+                // The writer commits what it holds, then ends.
+                tokio::task::spawn_blocking(move || t.join())
+                    .await
+                    .map_err(backend)?
+                    .map_err(|_| Error::Backend("the store writer panicked".into()))?;
+            }
             Ok(())
         })
     }

@@ -281,7 +281,7 @@ pub async fn run(args: ApiserverBench) -> anyhow::Result<()> {
     let raw_write = start.elapsed();
     let raw_rate = args.services as f64 / raw_write.as_secs_f64();
     let start = Instant::now();
-    let n = raw.list("/anchor/", None, None).await?.items.len();
+    let n = raw.list("/anchor/", None, None, None).await?.items.len();
     let raw_list = start.elapsed();
     println!(
         "anchor (store alone, same run): {raw_rate:.0} puts/s, range read of {n} in {}",

@@ -104,12 +104,10 @@ pub fn config(args: &DnsArgs) -> anyhow::Result<DnsConfig> {
 }
 
 pub async fn run(args: DnsArgs) -> anyhow::Result<()> {
+    let signals = crate::signals::Signals::install()?;
     let config = config(&args)?;
     let client = args.api.connect().await?;
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    svcnet_dns::run(client, config, shutdown)
+    svcnet_dns::run(client, config, signals.first())
         .await
         .context("DNS server")?;
     Ok(())

@@ -27,6 +27,7 @@ mod bench_proxy;
 mod dns_cmd;
 mod echo;
 mod proxy_cmd;
+mod signals;
 
 #[derive(Parser)]
 #[command(
@@ -148,8 +149,11 @@ fn write_kubeconfig(path: &Path, server: SocketAddr) -> anyhow::Result<()> {
 }
 
 /// Runs the API server; with `dns` (as `svcnet up` does) also cluster DNS on that address, and
-/// prints a banner saying how to use them.
+/// prints a banner saying how to use them. Stops cleanly on SIGINT or SIGTERM: DNS first (a
+/// client of the API), then the API server (watches end, requests in flight finish), then its
+/// controllers, then the store.
 async fn run_apiserver(args: ApiserverArgs, dns: Option<SocketAddr>) -> anyhow::Result<()> {
+    let signals = signals::Signals::install()?;
     let banner = dns.is_some();
     if !args.listen.ip().is_loopback() {
         tracing::warn!(listen = %args.listen, "serving plain HTTP without authentication on a non-loopback address");
@@ -180,13 +184,14 @@ async fn run_apiserver(args: ApiserverArgs, dns: Option<SocketAddr>) -> anyhow::
     if let Some(path) = &args.write_kubeconfig {
         write_kubeconfig(path, args.listen)?;
     }
-    let _background = server.spawn_background();
+    let background = server.spawn_background();
     tracing::info!(listen = %args.listen, data = %args.data_dir.display(), "svcnet apiserver ready");
     let serving = server.clone();
-    let api = tokio::spawn(async move {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut api = tokio::spawn(async move {
         serving
             .serve(listener, async {
-                let _ = tokio::signal::ctrl_c().await;
+                let _ = stopped.await;
             })
             .await
     });
@@ -230,10 +235,24 @@ async fn run_apiserver(args: ApiserverArgs, dns: Option<SocketAddr>) -> anyhow::
             args.data_dir.display()
         );
     }
-    api.await
-        .context("API server task")?
-        .context("serving HTTP")?;
-    drop(dns);
+    let early = tokio::select! {
+        _ = signals.first() => None,
+        r = &mut api => Some(r),
+    };
+    if let Some(d) = dns {
+        d.shutdown().await;
+    }
+    let served = match early {
+        Some(r) => r,
+        None => {
+            let _ = stop.send(());
+            api.await
+        }
+    };
+    background.stop().await;
+    server.close().await.context("closing the store")?;
+    served.context("API server task")?.context("serving HTTP")?;
+    tracing::info!("svcnet stopped");
     Ok(())
 }
 

@@ -74,6 +74,7 @@ fn dataplane(args: &ProxyArgs) -> anyhow::Result<Box<dyn Dataplane>> {
 }
 
 pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
+    let signals = crate::signals::Signals::install()?;
     let healthz = optional_addr("healthz-bind-address", &args.healthz_bind_address)?;
     let metrics = optional_addr("metrics-bind-address", &args.metrics_bind_address)?;
     let mut dp = dataplane(&args)?;
@@ -99,14 +100,6 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
         healthz,
         metrics,
     };
-    let shutdown = async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("signal handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    };
-    svcnet_proxy::run(client, config, dp, shutdown).await?;
+    svcnet_proxy::run(client, config, dp, signals.first()).await?;
     Ok(())
 }

@@ -100,7 +100,7 @@ pub async fn start_with(transport: Transport, mut opts: Options) -> TestServer {
         .await
         .expect("server starts");
     let mut tasks = if opts.controllers {
-        server.spawn_background()
+        server.spawn_background().into_handles()
     } else {
         Vec::new()
     };

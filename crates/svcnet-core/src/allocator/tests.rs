@@ -15,18 +15,22 @@ fn excludes_network_and_broadcast() {
     assert_eq!(a.ip_at(0), v4("10.0.0.1"));
     assert!(matches!(
         a.allocate(v4("10.0.0.0")),
-        Err(AllocError::NotInRange { .. })
+        Err(AllocError::IpNotInRange { .. })
     ));
     assert!(matches!(
         a.allocate(v4("10.0.0.255")),
-        Err(AllocError::NotInRange { .. })
+        Err(AllocError::IpNotInRange { .. })
     ));
     a.allocate(v4("10.0.0.254")).unwrap();
     let err = a.allocate(v4("10.0.1.1")).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "provided IP is not in the valid range. The range of valid IPs is 10.0.0.0/24"
+        "the provided IP (10.0.1.1) is not in the valid range. The range of valid IPs is 10.0.0.0/24"
     );
+    // Go's IPNet.Contains reads an IPv4-mapped address as IPv4.
+    a.allocate("::ffff:10.0.0.7".parse().unwrap()).unwrap();
+    assert!(a.bitmap().is_set(6));
+    assert!(a.release(v4("10.0.0.7")));
     assert_eq!(
         a.allocate(v4("10.0.0.254")).unwrap_err().to_string(),
         "provided IP is already allocated"

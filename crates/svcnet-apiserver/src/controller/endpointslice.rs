@@ -1,4 +1,5 @@
-//! The EndpointSlice controller, run inside the API server process.
+//! The EndpointSlice controller, run inside the API server process as a client of the
+//! [`Registry`].
 //!
 //! It keeps caches of Services, Pods and managed EndpointSlices fed by store watches, marks
 //! Services dirty when they or a Pod they select (before or after the change) change, and
@@ -10,15 +11,21 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
-use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
 use svcnet_core::endpoints::{self, MANAGED_BY, MANAGED_BY_LABEL, SERVICE_NAME_LABEL};
 use svcnet_store::{EventType, Revision};
 
 use crate::error::{ApiError, Result};
-use crate::registry::{DeleteOptions, Registry, decode, now_rfc3339};
-use crate::resources::{ENDPOINT_SLICES, ENDPOINTS, PODS, Resource, SERVICES};
+use crate::health::{ControllerState, Health};
+use crate::kinds::{ENDPOINT_SLICES, ENDPOINTS, PODS, SERVICES};
+use crate::registry::{DeleteOptions, Registry, WriteOptions, decode, now_rfc3339};
+use crate::resources::Resource;
+
+/// The field manager of this controller's writes, as kube-controller-manager's.
+const MANAGER: &str = "endpointslice-controller";
+pub(crate) const HEALTH_NAME: &str = "endpointslice";
 
 type Key = (String, String);
 
@@ -67,13 +74,16 @@ fn same_content(a: &EndpointSlice, b: &EndpointSlice) -> bool {
 
 pub struct EndpointSliceController {
     reg: Arc<Registry>,
+    health: Arc<Health>,
     caches: Caches,
 }
 
 impl EndpointSliceController {
-    pub fn new(reg: Arc<Registry>) -> Self {
+    pub fn new(reg: Arc<Registry>, health: Arc<Health>) -> Self {
+        health.register(HEALTH_NAME);
         Self {
             reg,
+            health,
             caches: Caches::default(),
         }
     }
@@ -85,6 +95,8 @@ impl EndpointSliceController {
                 Ok(()) => return,
                 Err(e) => {
                     tracing::warn!(error = %e, "endpointslice controller restarting");
+                    self.health
+                        .report(HEALTH_NAME, ControllerState::Failing(e.to_string()));
                     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 }
             }
@@ -92,7 +104,11 @@ impl EndpointSliceController {
     }
 
     async fn load(&mut self, res: &Resource) -> Result<Revision> {
-        let page = self.reg.store.list(&res.prefix(None), None, None).await?;
+        let page = self
+            .reg
+            .store()
+            .list(&res.prefix(None), None, None, None)
+            .await?;
         for kv in &page.items {
             self.apply_event(res, EventType::Put, decode(kv)?);
         }
@@ -116,9 +132,10 @@ impl EndpointSliceController {
             .chain(self.caches.slices.keys().cloned())
             .collect();
         let mut retry = self.reconcile_all(all).await;
+        self.report(&retry);
 
         // One watch over the whole registry, filtered here.
-        let mut events = self.reg.store.watch("/registry/", rev).await?;
+        let mut events = self.reg.store().watch("/registry/", rev).await?;
         let mut backoff = RETRY_MIN;
         loop {
             let mut dirty = BTreeSet::new();
@@ -142,7 +159,20 @@ impl EndpointSliceController {
                 backoff = RETRY_MIN;
             }
             retry.extend(failed);
+            self.report(&retry);
         }
+    }
+
+    /// Healthy while every Service's endpoints were written.
+    fn report(&self, failing: &BTreeSet<Key>) {
+        let state = match failing.iter().next() {
+            None => ControllerState::Synced,
+            Some((ns, name)) => ControllerState::Failing(format!(
+                "endpoints of {} Service(s) not written, e.g. {ns}/{name}",
+                failing.len()
+            )),
+        };
+        self.health.report(HEALTH_NAME, state);
     }
 
     fn handle(&mut self, ev: svcnet_store::Event, dirty: &mut BTreeSet<Key>) -> Result<()> {
@@ -158,8 +188,8 @@ impl EndpointSliceController {
     /// Updates the caches; returns the Services whose endpoints may need work.
     fn apply_event(&mut self, res: &Resource, kind: EventType, obj: Value) -> Vec<Key> {
         let deleted = kind == EventType::Delete;
-        match res.plural {
-            "services" => {
+        match res {
+            r if *r == SERVICES => {
                 let Ok(svc) = serde_json::from_value::<Service>(obj) else {
                     return vec![];
                 };
@@ -171,7 +201,7 @@ impl EndpointSliceController {
                 }
                 vec![k]
             }
-            "pods" => {
+            r if *r == PODS => {
                 let Ok(pod) = serde_json::from_value::<Pod>(obj) else {
                     return vec![];
                 };
@@ -193,7 +223,7 @@ impl EndpointSliceController {
                     .map(|(k, _)| k.clone())
                     .collect()
             }
-            "endpointslices" => {
+            r if *r == ENDPOINT_SLICES => {
                 let Ok(slice) = serde_json::from_value::<EndpointSlice>(obj) else {
                     return vec![];
                 };
@@ -209,7 +239,7 @@ impl EndpointSliceController {
                 }
                 vec![owner]
             }
-            "endpoints" => {
+            r if *r == ENDPOINTS => {
                 let Ok(ep) = serde_json::from_value::<Endpoints>(obj) else {
                     return vec![];
                 };
@@ -388,6 +418,7 @@ impl Op {
     /// The stored (or deleted) object, or `None` when the cache was stale and the watch will
     /// bring the truth for another pass.
     async fn run(&self, reg: &Registry) -> Result<Option<Value>> {
+        let opts = WriteOptions::by(MANAGER);
         let result = match self {
             Op::Write {
                 res,
@@ -395,21 +426,24 @@ impl Op {
                 name,
                 value,
                 exists: true,
-            } => {
-                reg.update(res, Some(ns), name, value.clone(), false, false)
-                    .await
-            }
+            } => reg
+                .update(res, Some(ns), name, value.clone(), &opts)
+                .await
+                .map(|w| w.object),
             Op::Write {
                 res,
                 ns,
                 value,
                 exists: false,
                 ..
-            } => reg.create(res, Some(ns), value.clone(), false).await,
-            Op::Delete { res, ns, name } => {
-                reg.delete(res, Some(ns), name, &DeleteOptions::default())
-                    .await
-            }
+            } => reg
+                .create(res, Some(ns), value.clone(), &opts)
+                .await
+                .map(|w| w.object),
+            Op::Delete { res, ns, name } => reg
+                .delete(res, Some(ns), name, &DeleteOptions::default())
+                .await
+                .map(|d| d.object),
         };
         match result {
             Ok(v) => Ok(Some(v)),
@@ -419,75 +453,8 @@ impl Op {
                 | ApiError::Conflict { .. },
             ) => Ok(None),
             // The namespace is going away.
-            Err(ApiError::Forbidden(_)) => Ok(None),
+            Err(ApiError::Forbidden(_) | ApiError::Denied { .. }) => Ok(None),
             Err(e) => Err(e),
         }
-    }
-}
-
-/// The EndpointSlice of `default/kubernetes`, which the API server writes for itself.
-pub(crate) async fn publish_kubernetes_slice(
-    reg: &Arc<Registry>,
-    advertise: std::net::SocketAddr,
-) -> Result<()> {
-    let family = if advertise.is_ipv4() { "IPv4" } else { "IPv6" };
-    let slice = EndpointSlice {
-        metadata: ObjectMeta {
-            name: Some("kubernetes".into()),
-            namespace: Some("default".into()),
-            labels: Some(
-                [
-                    (SERVICE_NAME_LABEL, "kubernetes"),
-                    (MANAGED_BY_LABEL, "endpointslicemirroring-controller.k8s.io"),
-                ]
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect(),
-            ),
-            ..Default::default()
-        },
-        address_type: family.into(),
-        endpoints: vec![Endpoint {
-            addresses: vec![advertise.ip().to_string()],
-            conditions: Some(EndpointConditions {
-                ready: Some(true),
-                serving: Some(true),
-                terminating: Some(false),
-            }),
-            ..Default::default()
-        }],
-        ports: Some(vec![EndpointPort {
-            name: Some("https".into()),
-            port: Some(advertise.port().into()),
-            protocol: Some("TCP".into()),
-            app_protocol: None,
-        }]),
-    };
-    let value = serde_json::to_value(&slice).expect("serializable");
-    match reg
-        .get(&ENDPOINT_SLICES, Some("default"), "kubernetes")
-        .await
-    {
-        Ok(existing)
-            if existing["endpoints"] == value["endpoints"]
-                && existing["ports"] == value["ports"] =>
-        {
-            Ok(())
-        }
-        Ok(_) => reg
-            .update(
-                &ENDPOINT_SLICES,
-                Some("default"),
-                "kubernetes",
-                value,
-                false,
-                false,
-            )
-            .await
-            .map(|_| ()),
-        Err(_) => reg
-            .create(&ENDPOINT_SLICES, Some("default"), value, false)
-            .await
-            .map(|_| ()),
     }
 }
