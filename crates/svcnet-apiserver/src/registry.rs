@@ -54,8 +54,6 @@ pub struct ListPage {
     pub items: Vec<Bytes>,
     pub revision: u64,
     pub continue_token: Option<String>,
-    /// Objects left after this page (`remainingItemCount`), when known.
-    pub remaining: Option<u64>,
 }
 
 /// `fieldValidation`: what a write does with fields the kind does not have.
@@ -140,8 +138,17 @@ pub fn now_rfc3339() -> String {
 }
 
 pub fn new_uid() -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let b: [u8; 16] = rand::random();
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let h: String = b
+        .iter()
+        .flat_map(|x| {
+            [
+                HEX[(x >> 4) as usize] as char,
+                HEX[(x & 15) as usize] as char,
+            ]
+        })
+        .collect();
     format!(
         "{}-{}-4{}-a{}-{}",
         &h[0..8],
@@ -168,11 +175,11 @@ pub fn decode_at(raw: &[u8], revision: u64) -> Result<Value> {
     Ok(v)
 }
 
-/// A written object as reads will return it, with `resourceVersion` set. The trip through
-/// JSON bytes is deliberate: serde_json's float parsing is not exact, so a float in `obj` may
-/// read back slightly different, and a write's response matches what a later GET returns.
-fn read_back(stored: &Bytes, revision: u64) -> Result<Value> {
-    decode_at(stored, revision)
+/// A written object as reads will return it, with `resourceVersion` set. serde_json parses
+/// floats exactly (`float_roundtrip`), so `obj` is what decoding its stored bytes gives.
+fn read_back(mut obj: Value, revision: u64) -> Value {
+    obj["metadata"]["resourceVersion"] = json!(revision.to_string());
+    obj
 }
 
 /// Stored objects begin with their metadata (see [`encode`]), so the `resourceVersion` can be
@@ -502,13 +509,10 @@ impl Registry {
                 items.push(raw_at(&kv.value, kv.mod_revision)?);
                 if limit.is_some_and(|l| items.len() == l) {
                     let more_after = page.more || i + 1 < page.items.len();
-                    let remaining = (!filtered && more_after)
-                        .then(|| page.remaining + (page.items.len() - i - 1) as u64);
                     return Ok(ListPage {
                         items,
                         revision: rev,
                         continue_token: more_after.then(|| continue_encode(rev, &kv.key)),
-                        remaining,
                     });
                 }
             }
@@ -521,7 +525,6 @@ impl Registry {
             items,
             revision: revision.unwrap_or(head),
             continue_token: None,
-            remaining: None,
         })
     }
 
@@ -538,8 +541,20 @@ impl Registry {
         match self.store.get(&kinds::NAMESPACES.key(None, ns)).await? {
             None => Err(not_found(&kinds::NAMESPACES, ns)),
             Some(kv) => {
-                let obj = decode(&kv)?;
-                if obj["status"]["phase"] == "Terminating" {
+                // Only the phase matters: skip decoding the rest.
+                #[derive(serde::Deserialize)]
+                struct Phase {
+                    #[serde(default)]
+                    status: PhaseStatus,
+                }
+                #[derive(serde::Deserialize, Default)]
+                struct PhaseStatus {
+                    #[serde(default)]
+                    phase: String,
+                }
+                let ns_obj: Phase = serde_json::from_slice(&kv.value)
+                    .map_err(|e| ApiError::Internal(format!("corrupt stored namespace: {e}")))?;
+                if ns_obj.status.phase == "Terminating" {
                     let name = meta_str(object, "name")
                         .filter(|n| !n.is_empty())
                         .or_else(|| meta_str(object, "generateName"))
@@ -747,7 +762,7 @@ impl Registry {
             .await
         {
             Ok(kv) => Ok(Written {
-                object: read_back(&bytes, kv.mod_revision)?,
+                object: read_back(obj, kv.mod_revision),
                 created: true,
                 warnings: admission.commit(),
             }),
@@ -968,7 +983,7 @@ impl Registry {
                         strategy.after_delete(&old);
                     }
                     return Ok(Written {
-                        object: read_back(&bytes, kv.mod_revision)?,
+                        object: read_back(new, kv.mod_revision),
                         created: false,
                         warnings,
                     });
@@ -1113,7 +1128,7 @@ impl Registry {
             {
                 Ok(kv) => {
                     return Ok(Deleted {
-                        object: read_back(&bytes, kv.mod_revision)?,
+                        object: read_back(marked, kv.mod_revision),
                         removed: false,
                     });
                 }

@@ -254,7 +254,7 @@ pub fn decode_as<T: DeserializeOwned + Serialize>(
     let mut t: T = typed(res, &obj)?;
     let known = untyped(&t);
     let mut unknown = Vec::new();
-    collect_unknown(&obj, &known, "", &mut unknown);
+    collect_unknown(&obj, &known, &mut Vec::new(), &mut unknown);
     defaults(&mut t);
     Ok(Decoded {
         object: untyped(&t),
@@ -262,31 +262,58 @@ pub fn decode_as<T: DeserializeOwned + Serialize>(
     })
 }
 
-fn collect_unknown(input: &Value, typed: &Value, path: &str, out: &mut Vec<String>) {
+fn collect_unknown<'v>(
+    input: &'v Value,
+    typed: &Value,
+    path: &mut Vec<Step<'v>>,
+    out: &mut Vec<String>,
+) {
     match (input, typed) {
         (Value::Object(i), Value::Object(t)) => {
             for (k, v) in i {
                 if v.is_null() {
                     continue;
                 }
-                let p = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
+                path.push(Step::Field(k));
                 match t.get(k) {
-                    None => out.push(p),
-                    Some(tv) => collect_unknown(v, tv, &p, out),
+                    None => out.push(path_text(path)),
+                    Some(tv) => collect_unknown(v, tv, path, out),
                 }
+                path.pop();
             }
         }
         (Value::Array(i), Value::Array(t)) => {
             for (n, (a, b)) in i.iter().zip(t).enumerate() {
-                collect_unknown(a, b, &format!("{path}[{n}]"), out);
+                path.push(Step::Index(n));
+                collect_unknown(a, b, path, out);
+                path.pop();
             }
         }
         _ => {}
     }
+}
+
+/// A step of a field path, formatted only when a field turns out unknown.
+enum Step<'v> {
+    Field(&'v str),
+    Index(usize),
+}
+
+/// `spec.ports[0].nodeport`
+fn path_text(path: &[Step]) -> String {
+    let mut s = String::new();
+    for step in path {
+        match step {
+            Step::Field(f) => {
+                if !s.is_empty() {
+                    s.push('.');
+                }
+                s.push_str(f);
+            }
+            Step::Index(i) => s.push_str(&format!("[{i}]")),
+        }
+    }
+    s
 }
 
 pub fn has_finalizers(obj: &Value) -> bool {

@@ -77,7 +77,12 @@ impl PathElement {
     /// The key in a `FieldsV1` object: `f:name`, `k:{"port":80}`, `v:"x"`, `i:3`.
     pub fn encode(&self) -> String {
         match self {
-            PathElement::Field(n) => format!("f:{n}"),
+            PathElement::Field(n) => {
+                let mut s = String::with_capacity(2 + n.len());
+                s.push_str("f:");
+                s.push_str(n);
+                s
+            }
             PathElement::Key(fields) => {
                 let mut s = String::from("k:{");
                 for (i, (name, v)) in fields.iter().enumerate() {
@@ -224,6 +229,67 @@ impl Set {
         }
     }
 
+    /// Adds `pe` as a member of this node.
+    pub fn add_member(&mut self, pe: PathElement) {
+        self.members.insert(pe);
+    }
+
+    /// Adds `child` below `pe`; an empty one adds nothing.
+    pub fn add_child(&mut self, pe: PathElement, child: Set) {
+        if child.is_empty() {
+            return;
+        }
+        match self.children.get_mut(&pe) {
+            Some(mine) => mine.absorb(child),
+            None => {
+                self.children.insert(pe, child);
+            }
+        }
+    }
+
+    /// `self ∪ other`, in place.
+    pub fn absorb(&mut self, other: Set) {
+        if self.is_empty() {
+            *self = other;
+            return;
+        }
+        self.members.extend(other.members);
+        for (pe, c) in other.children {
+            self.add_child(pe, c);
+        }
+    }
+
+    /// `self − other` (exact paths), in place.
+    pub fn subtract(&mut self, other: &Set) {
+        if other.is_empty() {
+            return;
+        }
+        self.members.retain(|m| !other.members.contains(m));
+        self.children.retain(|pe, c| {
+            if let Some(o) = other.children.get(pe) {
+                c.subtract(o);
+            }
+            !c.is_empty()
+        });
+    }
+
+    /// [`Self::recursive_difference`], in place.
+    pub fn subtract_recursive(&mut self, other: &Set) {
+        if other.is_empty() {
+            return;
+        }
+        self.members.retain(|m| !other.members.contains(m));
+        self.children.retain(|pe, c| {
+            if other.members.contains(pe) {
+                return false;
+            }
+            if let Some(o) = other.children.get(pe) {
+                c.subtract_recursive(o);
+            }
+            !c.is_empty()
+        });
+    }
+
     pub fn has(&self, path: &[PathElement]) -> bool {
         match path {
             [] => false,
@@ -239,14 +305,7 @@ impl Set {
 
     pub fn union(&self, other: &Set) -> Set {
         let mut out = self.clone();
-        out.members.extend(other.members.iter().cloned());
-        for (pe, c) in &other.children {
-            let merged = match out.children.get(pe) {
-                Some(mine) => mine.union(c),
-                None => c.clone(),
-            };
-            out.children.insert(pe.clone(), merged);
-        }
+        out.absorb(other.clone());
         out
     }
 
@@ -266,36 +325,15 @@ impl Set {
 
     /// Paths of `self` that are not in `other` (exact paths: removing `a` keeps `a.b`).
     pub fn difference(&self, other: &Set) -> Set {
-        let mut out = Set::new();
-        out.members = self.members.difference(&other.members).cloned().collect();
-        for (pe, c) in &self.children {
-            let d = match other.children.get(pe) {
-                Some(o) => c.difference(o),
-                None => c.clone(),
-            };
-            if !d.is_empty() {
-                out.children.insert(pe.clone(), d);
-            }
-        }
+        let mut out = self.clone();
+        out.subtract(other);
         out
     }
 
     /// Paths of `self` that neither are in `other` nor lie under a member of it.
     pub fn recursive_difference(&self, other: &Set) -> Set {
-        let mut out = Set::new();
-        out.members = self.members.difference(&other.members).cloned().collect();
-        for (pe, c) in &self.children {
-            if other.members.contains(pe) {
-                continue;
-            }
-            let d = match other.children.get(pe) {
-                Some(o) => c.recursive_difference(o),
-                None => c.clone(),
-            };
-            if !d.is_empty() {
-                out.children.insert(pe.clone(), d);
-            }
-        }
+        let mut out = self.clone();
+        out.subtract_recursive(other);
         out
     }
 
@@ -341,30 +379,26 @@ impl Set {
 
     /// The `FieldsV1` JSON object.
     pub fn to_fields_v1(&self) -> Value {
+        Value::Object(self.fields_v1_map(false))
+    }
+
+    fn fields_v1_map(&self, dot: bool) -> Map<String, Value> {
         let mut m = Map::new();
-        let mut both: BTreeMap<&PathElement, (bool, Option<&Set>)> = BTreeMap::new();
-        for pe in &self.members {
-            both.entry(pe).or_default().0 = true;
+        if dot {
+            m.insert(".".into(), Value::Object(Map::new()));
         }
         for (pe, c) in &self.children {
-            both.entry(pe).or_default().1 = Some(c);
+            m.insert(
+                pe.encode(),
+                Value::Object(c.fields_v1_map(self.members.contains(pe))),
+            );
         }
-        for (pe, (member, child)) in both {
-            let v = match (member, child) {
-                (_, None) => Value::Object(Map::new()),
-                (false, Some(c)) => c.to_fields_v1(),
-                (true, Some(c)) => {
-                    let mut inner = Map::new();
-                    inner.insert(".".into(), Value::Object(Map::new()));
-                    if let Value::Object(cm) = c.to_fields_v1() {
-                        inner.extend(cm);
-                    }
-                    Value::Object(inner)
-                }
-            };
-            m.insert(pe.encode(), v);
+        for pe in &self.members {
+            if !self.children.contains_key(pe) {
+                m.insert(pe.encode(), Value::Object(Map::new()));
+            }
         }
-        Value::Object(m)
+        m
     }
 
     /// Parses a `FieldsV1` object.

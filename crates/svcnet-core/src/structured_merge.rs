@@ -28,19 +28,31 @@ enum Node {
     Associative(ListType),
 }
 
-fn node(kind: &str, names: &[String], v: &Value) -> Node {
-    let path: Vec<&str> = names.iter().map(String::as_str).collect();
+fn node(kind: &str, path: &[&str], v: &Value) -> Node {
     match v {
-        Value::Object(_) => match object_type(kind, &path) {
+        Value::Object(_) => match object_type(kind, path) {
             ObjectType::Atomic => Node::Atomic,
             t => Node::Granular(t),
         },
-        Value::Array(_) => match list_type(kind, &path) {
+        Value::Array(_) => match list_type(kind, path) {
             ListType::Atomic => Node::Atomic,
             t => Node::Associative(t),
         },
         _ => Node::Scalar,
     }
+}
+
+/// `metadata.managedFields` is never compared or owned.
+fn is_managed_fields(names: &[&str]) -> bool {
+    names == ["metadata", "managedFields"]
+}
+
+/// Field names as a path, for error messages.
+fn names_path(names: &[&str]) -> Vec<PathElement> {
+    names
+        .iter()
+        .map(|n| PathElement::Field((*n).to_owned()))
+        .collect()
 }
 
 fn empty_or_null(v: &Value) -> bool {
@@ -82,22 +94,34 @@ fn item_element(list: ListType, item: &Value, at: &[PathElement]) -> Result<Path
     }
 }
 
-/// The items of an associative list by element, in order, with the elements that occur twice.
-type Items<'v> = (Vec<(PathElement, &'v Value)>, HashSet<String>);
+/// One item of an associative list: its element, the item, and whether another item has the
+/// same element.
+struct Item<'v> {
+    pe: PathElement,
+    value: &'v Value,
+    dup: bool,
+}
 
-fn items<'v>(list: ListType, arr: &'v [Value], at: &[PathElement]) -> Result<Items<'v>> {
+fn items<'v>(list: ListType, arr: &'v [Value], at: &[PathElement]) -> Result<Vec<Item<'v>>> {
     let mut out = Vec::with_capacity(arr.len());
-    let mut seen = HashSet::new();
-    let mut dups = HashSet::new();
-    for item in arr {
-        let pe = item_element(list, item, at)?;
-        let id = pe.encode();
-        if !seen.insert(id.clone()) {
-            dups.insert(id);
-        }
-        out.push((pe, item));
+    for value in arr {
+        let pe = item_element(list, value, at)?;
+        out.push(Item {
+            pe,
+            value,
+            dup: false,
+        });
     }
-    Ok((out, dups))
+    // Lists are short: a quadratic scan beats hashing the elements.
+    for i in 0..out.len() {
+        for j in i + 1..out.len() {
+            if out[i].pe == out[j].pe {
+                out[i].dup = true;
+                out[j].dup = true;
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Walks values keeping the field names (for schema lookups) and the path (for sets).
@@ -117,7 +141,8 @@ impl<'k> Walk<'k> {
     }
 
     fn node(&self, v: &Value) -> Node {
-        node(self.kind, &self.names, v)
+        let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
+        node(self.kind, &names, v)
     }
 
     fn enter_field(&mut self, k: &str) {
@@ -129,50 +154,49 @@ impl<'k> Walk<'k> {
         self.names.pop();
         self.path.pop();
     }
-
-    /// `metadata.managedFields` is never compared or owned.
-    fn is_managed_fields(&self) -> bool {
-        self.names.len() == 2 && self.names[0] == "metadata" && self.names[1] == "managedFields"
-    }
 }
 
 // === field sets ===
 
 /// The set of fields a value sets (`ToFieldSet`), as an applier comes to own them.
 pub fn field_set(kind: &str, v: &Value) -> Result<Set> {
-    let mut out = Set::new();
-    fs(&mut Walk::new(kind), v, &mut out)?;
-    Ok(out)
+    Ok(fs(kind, &mut Vec::new(), v)?.1)
 }
 
-fn fs(w: &mut Walk, v: &Value, out: &mut Set) -> Result<()> {
-    match w.node(v) {
-        Node::Scalar | Node::Atomic => out.insert(&w.path),
+/// Whether the node `v` is itself a member, and the set below it (relative to it). Built
+/// bottom-up, so each path element is cloned once.
+fn fs<'v>(kind: &str, names: &mut Vec<&'v str>, v: &'v Value) -> Result<(bool, Set)> {
+    let mut out = Set::new();
+    match node(kind, names, v) {
+        Node::Scalar | Node::Atomic => return Ok((true, out)),
         Node::Granular(t) => {
             for (k, val) in v.as_object().expect("an object") {
-                w.enter_field(k);
-                if !w.is_managed_fields() {
-                    fs(w, val, out)?;
-                    if empty_or_null(val) && !val.is_array() || t == ObjectType::Map {
-                        out.insert(&w.path);
+                names.push(k);
+                if !is_managed_fields(names) {
+                    let (member, below) = fs(kind, names, val)?;
+                    let pe = PathElement::Field(k.clone());
+                    if member || empty_or_null(val) && !val.is_array() || t == ObjectType::Map {
+                        out.add_member(pe.clone());
                     }
+                    out.add_child(pe, below);
                 }
-                w.leave_field();
+                names.pop();
             }
         }
         Node::Associative(list) => {
-            let (list_items, dups) = items(list, v.as_array().expect("an array"), &w.path)?;
-            for (pe, item) in list_items {
-                w.path.push(pe.clone());
-                if !dups.contains(&pe.encode()) && matches!(list, ListType::Map { .. }) {
-                    fs(w, item, out)?;
-                }
-                out.insert(&w.path);
-                w.path.pop();
+            let arr = v.as_array().expect("an array");
+            for item in items(list, arr, &names_path(names))? {
+                let below = if !item.dup && matches!(list, ListType::Map { .. }) {
+                    fs(kind, names, item.value)?.1
+                } else {
+                    Set::new()
+                };
+                out.add_member(item.pe.clone());
+                out.add_child(item.pe, below);
             }
         }
     }
-    Ok(())
+    Ok((false, out))
 }
 
 // === compare ===
@@ -188,119 +212,165 @@ pub struct Comparison {
 
 impl Comparison {
     /// Drops everything at or under `reset`.
-    fn without(self, reset: &Set) -> Self {
-        Self {
-            added: self.added.recursive_difference(reset),
-            modified: self.modified.recursive_difference(reset),
-            removed: self.removed.recursive_difference(reset),
-        }
+    fn without(mut self, reset: &Set) -> Self {
+        self.added.subtract_recursive(reset);
+        self.modified.subtract_recursive(reset);
+        self.removed.subtract_recursive(reset);
+        self
     }
 
     fn changed(&self) -> Set {
-        self.modified.union(&self.added)
+        let mut c = self.added.clone();
+        c.absorb(self.modified.clone());
+        c
     }
 }
 
 pub fn compare(kind: &str, lhs: &Value, rhs: &Value) -> Result<Comparison> {
-    let mut out = Comparison::default();
-    walk(&mut Walk::new(kind), Some(lhs), Some(rhs), &mut out)?;
-    Ok(out)
+    Ok(walk(kind, &mut Vec::new(), Some(lhs), Some(rhs))?.1)
 }
 
-fn walk(w: &mut Walk, l: Option<&Value>, r: Option<&Value>, out: &mut Comparison) -> Result<()> {
-    if w.is_managed_fields() {
-        return Ok(());
+/// How one node changed.
+#[derive(Default)]
+struct Change {
+    added: bool,
+    removed: bool,
+    modified: bool,
+}
+
+impl Comparison {
+    /// Records the change of the child `pe` and what changed below it.
+    fn add(&mut self, pe: PathElement, change: Change, below: Comparison) {
+        for (set, flag, child) in [
+            (&mut self.added, change.added, below.added),
+            (&mut self.removed, change.removed, below.removed),
+            (&mut self.modified, change.modified, below.modified),
+        ] {
+            if flag {
+                set.add_member(pe.clone());
+            }
+            if !child.is_empty() {
+                set.add_child(pe.clone(), child);
+            }
+        }
+    }
+}
+
+/// How the node changed and what changed below it (relative to it), built bottom-up.
+fn walk<'v>(
+    kind: &str,
+    names: &mut Vec<&'v str>,
+    l: Option<&'v Value>,
+    r: Option<&'v Value>,
+) -> Result<(Change, Comparison)> {
+    let mut out = Comparison::default();
+    if is_managed_fields(names) {
+        return Ok((Change::default(), out));
+    }
+    // Equal subtrees have nothing to report; most of an update's object is unchanged.
+    if let (Some(a), Some(b)) = (l, r)
+        && a == b
+    {
+        return Ok((Change::default(), out));
     }
     let probe = r.or(l).expect("one side is present");
-    let kind = w.node(probe);
+    let kind_of = node(kind, names, probe);
     let leaf = match (l, r) {
         (Some(a), Some(b)) => {
             std::mem::discriminant(a) != std::mem::discriminant(b)
-                || matches!(kind, Node::Scalar | Node::Atomic)
+                || matches!(kind_of, Node::Scalar | Node::Atomic)
                 || (empty_or_null(a) && empty_or_null(b))
         }
-        _ => matches!(kind, Node::Scalar | Node::Atomic),
+        _ => matches!(kind_of, Node::Scalar | Node::Atomic),
     };
     if leaf {
-        match (l, r) {
-            (None, Some(_)) => out.added.insert(&w.path),
-            (Some(_), None) => out.removed.insert(&w.path),
-            (Some(a), Some(b)) if a != b => out.modified.insert(&w.path),
-            _ => {}
-        }
-        return Ok(());
+        let change = Change {
+            added: l.is_none(),
+            removed: r.is_none(),
+            modified: matches!((l, r), (Some(a), Some(b)) if a != b),
+        };
+        return Ok((change, out));
     }
-    match kind {
+    match kind_of {
         Node::Granular(_) => {
-            let empty = Map::new();
-            let lm = l.and_then(Value::as_object).unwrap_or(&empty);
-            let rm = r.and_then(Value::as_object).unwrap_or(&empty);
-            let keys: std::collections::BTreeSet<&String> = lm.keys().chain(rm.keys()).collect();
-            for k in keys {
-                w.enter_field(k);
-                walk(w, lm.get(k), rm.get(k), out)?;
-                w.leave_field();
+            static EMPTY: std::sync::LazyLock<Map<String, Value>> =
+                std::sync::LazyLock::new(Map::new);
+            let lm = l.and_then(Value::as_object).unwrap_or(&EMPTY);
+            let rm = r.and_then(Value::as_object).unwrap_or(&EMPTY);
+            // Both maps iterate in key order: merge them.
+            let mut li = lm.iter().peekable();
+            let mut ri = rm.iter().peekable();
+            loop {
+                let (k, lv, rv) = match (li.peek(), ri.peek()) {
+                    (None, None) => break,
+                    (Some((lk, _)), Some((rk, _))) if lk == rk => {
+                        let (k, lv) = li.next().expect("peeked");
+                        let (_, rv) = ri.next().expect("peeked");
+                        (k, Some(lv), Some(rv))
+                    }
+                    (Some((lk, _)), Some((rk, _))) if lk < rk => {
+                        let (k, lv) = li.next().expect("peeked");
+                        (k, Some(lv), None)
+                    }
+                    (Some(_), None) => {
+                        let (k, lv) = li.next().expect("peeked");
+                        (k, Some(lv), None)
+                    }
+                    _ => {
+                        let (k, rv) = ri.next().expect("peeked");
+                        (k, None, Some(rv))
+                    }
+                };
+                names.push(k);
+                let (change, below) = walk(kind, names, lv, rv)?;
+                names.pop();
+                out.add(PathElement::Field(k.clone()), change, below);
             }
         }
         Node::Associative(list) => {
             let la = l.and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
             let ra = r.and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
-            let (li, ldups) = items(list, la, &w.path)?;
-            let (ri, rdups) = items(list, ra, &w.path)?;
-            let mut order: Vec<PathElement> = Vec::new();
-            let mut by_left: BTreeMap<String, &Value> = BTreeMap::new();
-            let mut by_right: BTreeMap<String, &Value> = BTreeMap::new();
-            for (pe, v) in &li {
-                if by_left.insert(pe.encode(), v).is_none() {
-                    order.push(pe.clone());
-                }
-            }
-            for (pe, v) in &ri {
-                let id = pe.encode();
-                if by_right.insert(id.clone(), v).is_none() && !by_left.contains_key(&id) {
-                    order.push(pe.clone());
+            let at = names_path(names);
+            let li = items(list, la, &at)?;
+            let ri = items(list, ra, &at)?;
+            // Each element once: the left's in order, then the right's new ones.
+            let mut order: Vec<&PathElement> = Vec::new();
+            for it in li.iter().chain(&ri) {
+                if !order.contains(&&it.pe) {
+                    order.push(&it.pe);
                 }
             }
             for pe in order {
-                let id = pe.encode();
-                w.path.push(pe);
-                if ldups.contains(&id) || rdups.contains(&id) {
-                    let lv: Vec<&Value> = li
-                        .iter()
-                        .filter(|(p, _)| p.encode() == id)
-                        .map(|(_, v)| *v)
-                        .collect();
-                    let rv: Vec<&Value> = ri
-                        .iter()
-                        .filter(|(p, _)| p.encode() == id)
-                        .map(|(_, v)| *v)
-                        .collect();
-                    match (lv.is_empty(), rv.is_empty()) {
-                        (true, _) => out.added.insert(&w.path),
-                        (_, true) => out.removed.insert(&w.path),
-                        _ if lv != rv => out.modified.insert(&w.path),
-                        _ => {}
-                    }
+                let lv: Vec<&Item> = li.iter().filter(|i| i.pe == *pe).collect();
+                let rv: Vec<&Item> = ri.iter().filter(|i| i.pe == *pe).collect();
+                if lv.len() > 1 || rv.len() > 1 {
+                    let same =
+                        lv.len() == rv.len() && lv.iter().zip(&rv).all(|(a, b)| a.value == b.value);
+                    let change = Change {
+                        added: lv.is_empty(),
+                        removed: rv.is_empty(),
+                        modified: !lv.is_empty() && !rv.is_empty() && !same,
+                    };
+                    out.add(pe.clone(), change, Comparison::default());
                 } else {
-                    walk(
-                        w,
-                        by_left.get(&id).copied(),
-                        by_right.get(&id).copied(),
-                        out,
+                    let (change, below) = walk(
+                        kind,
+                        names,
+                        lv.first().map(|i| i.value),
+                        rv.first().map(|i| i.value),
                     )?;
+                    out.add(pe.clone(), change, below);
                 }
-                w.path.pop();
             }
         }
         Node::Scalar | Node::Atomic => unreachable!("leaves returned above"),
     }
-    if l.is_none() {
-        out.added.insert(&w.path);
-    }
-    if r.is_none() {
-        out.removed.insert(&w.path);
-    }
-    Ok(())
+    let change = Change {
+        added: l.is_none(),
+        removed: r.is_none(),
+        modified: false,
+    };
+    Ok((change, out))
 }
 
 // === merge ===
@@ -357,15 +427,17 @@ fn mg(w: &mut Walk, live: Option<&Value>, cfg: &Value) -> Result<Value> {
 
 /// Merges associative lists keeping structured-merge-diff's item order (`visitListItems`).
 fn merge_list(w: &mut Walk, list: ListType, la: &[Value], ca: &[Value]) -> Result<Value> {
-    let (li, _) = items(list, la, &w.path)?;
-    let (ri, rdups) = items(list, ca, &w.path)?;
-    if let Some(d) = ri.iter().find(|(pe, _)| rdups.contains(&pe.encode())) {
+    let li = items(list, la, &w.path)?;
+    let ri = items(list, ca, &w.path)?;
+    if let Some(d) = ri.iter().find(|i| i.dup) {
         return Err(format!(
             "{}: duplicate entries for key {}",
             path_string(&w.path),
-            d.0
+            d.pe
         ));
     }
+    let li: Vec<(PathElement, &Value)> = li.into_iter().map(|i| (i.pe, i.value)).collect();
+    let ri: Vec<(PathElement, &Value)> = ri.into_iter().map(|i| (i.pe, i.value)).collect();
     let l_ids: Vec<String> = li.iter().map(|(pe, _)| pe.encode()).collect();
     let r_ids: Vec<String> = ri.iter().map(|(pe, _)| pe.encode()).collect();
     let in_r: HashSet<&str> = r_ids.iter().map(String::as_str).collect();
@@ -668,7 +740,12 @@ fn seconds(t: Option<&str>) -> i64 {
 }
 
 /// Paths no manager owns (`stripmeta`): identity and server-set metadata.
-fn strip_set() -> Set {
+fn strip_set() -> &'static Set {
+    static STRIP: std::sync::LazyLock<Set> = std::sync::LazyLock::new(build_strip_set);
+    &STRIP
+}
+
+fn build_strip_set() -> Set {
     let mut s = Set::new();
     let f = |n: &str| PathElement::Field(n.to_owned());
     s.insert(&[f("apiVersion")]);
@@ -772,12 +849,15 @@ fn update_as(
     let reset = paths_set(req.reset);
     let base = empty_object();
     let cmp = compare(req.kind, live.unwrap_or(&base), new)?.without(&reset);
-    let changed = cmp.changed();
+    let mut changed = cmp.added;
+    changed.absorb(cmp.modified);
     for e in managers.0.values_mut() {
-        e.set = e.set.difference(&changed).difference(&cmp.removed);
+        e.set.subtract(&changed);
+        e.set.subtract(&cmp.removed);
     }
     managers.drop_empty();
-    let op = changed.difference(&strip_set());
+    let mut op = changed;
+    op.subtract(strip_set());
     if !op.is_empty() {
         let id = req.updater(manager);
         let entry = managers.0.entry(id).or_insert_with(|| Entry {
@@ -1031,7 +1111,7 @@ fn apply_once(
     let gone = with_named_fields(req.kind, &last)
         .intersection(&with_named_fields(req.kind, &field_set(req.kind, &merged)?))
         .difference(&with_named_fields(req.kind, &owned))
-        .difference(&strip);
+        .difference(strip);
     let merged = if gone.is_empty() {
         merged
     } else {
@@ -1062,7 +1142,7 @@ fn apply_once(
     let object_changed =
         !cmp.added.is_empty() || !cmp.modified.is_empty() || !cmp.removed.is_empty();
     if let Some(e) = managers.0.get_mut(&me) {
-        e.set = e.set.difference(&strip);
+        e.set = e.set.difference(strip);
         // A new applier gets a time even when its apply changed nothing (kube leaves it out,
         // kubernetes#127938).
         if object_changed || e.time.is_none() {

@@ -61,8 +61,6 @@ pub struct ListResult {
     pub revision: Revision,
     /// More keys follow the last returned one.
     pub more: bool,
-    /// How many keys follow the last returned one (0 unless `more`).
-    pub remaining: u64,
 }
 
 /// A condition checked atomically with a write.

@@ -487,13 +487,13 @@ impl Store for RedbStore {
                 ..Default::default()
             };
             let limit = limit.unwrap_or(usize::MAX);
-            // Past the limit keys are only counted, not copied.
             let mut emit = |kv: &dyn Fn() -> KeyValue| {
                 if out.items.len() == limit {
                     out.more = true;
-                    out.remaining += 1;
+                    false
                 } else {
                     out.items.push(kv());
+                    true
                 }
             };
             let mut past_iter = past.into_iter().peekable();
@@ -512,23 +512,31 @@ impl Store for RedbStore {
                         break;
                     }
                     let (_, then) = past_iter.next().expect("peeked");
-                    if let Some(kv) = then {
-                        emit(&|| kv.clone());
+                    if let Some(kv) = then
+                        && !emit(&|| kv.clone())
+                    {
+                        return Ok(out);
                     }
                 }
-                match past_iter.peek() {
+                let more = match past_iter.peek() {
                     Some((pk, _)) if pk == key => {
                         let (_, then) = past_iter.next().expect("peeked");
-                        if let Some(kv) = then {
-                            emit(&|| kv.clone());
+                        match then {
+                            Some(kv) => emit(&|| kv.clone()),
+                            None => true,
                         }
                     }
                     _ => emit(&|| decode_object(key, v.value())),
+                };
+                if !more {
+                    return Ok(out);
                 }
             }
             for (_, then) in past_iter {
-                if let Some(kv) = then {
-                    emit(&|| kv.clone());
+                if let Some(kv) = then
+                    && !emit(&|| kv.clone())
+                {
+                    break;
                 }
             }
             Ok(out)

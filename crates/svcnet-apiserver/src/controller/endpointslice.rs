@@ -20,7 +20,7 @@ use svcnet_store::{EventType, Revision};
 use crate::error::{ApiError, Result};
 use crate::health::{ControllerState, Health};
 use crate::kinds::{ENDPOINT_SLICES, ENDPOINTS, PODS, SERVICES};
-use crate::registry::{DeleteOptions, Registry, WriteOptions, decode, now_rfc3339};
+use crate::registry::{DeleteOptions, Registry, WriteOptions, now_rfc3339};
 use crate::resources::Resource;
 
 /// The field manager of this controller's writes, as kube-controller-manager's.
@@ -72,10 +72,31 @@ fn same_content(a: &EndpointSlice, b: &EndpointSlice) -> bool {
         && a.metadata.labels == b.metadata.labels
 }
 
+/// The kinds this controller follows.
+const WATCHED: [&Resource; 4] = [&SERVICES, &PODS, &ENDPOINT_SLICES, &ENDPOINTS];
+
+/// An object from the store (its bytes) or from a write's answer.
+enum Obj<'a> {
+    Stored(&'a [u8]),
+    Json(Value),
+}
+
+impl Obj<'_> {
+    /// The typed object, straight from the bytes when there are some.
+    fn parse<T: serde::de::DeserializeOwned>(self) -> Option<T> {
+        match self {
+            Obj::Stored(raw) => serde_json::from_slice(raw).ok(),
+            Obj::Json(v) => serde_json::from_value(v).ok(),
+        }
+    }
+}
+
 pub struct EndpointSliceController {
     reg: Arc<Registry>,
     health: Arc<Health>,
     caches: Caches,
+    /// The store prefixes of [`WATCHED`].
+    prefixes: Vec<String>,
 }
 
 impl EndpointSliceController {
@@ -85,6 +106,7 @@ impl EndpointSliceController {
             reg,
             health,
             caches: Caches::default(),
+            prefixes: WATCHED.iter().map(|r| r.prefix(None)).collect(),
         }
     }
 
@@ -110,7 +132,7 @@ impl EndpointSliceController {
             .list(&res.prefix(None), None, None, None)
             .await?;
         for kv in &page.items {
-            self.apply_event(res, EventType::Put, decode(kv)?);
+            self.apply_event(res, EventType::Put, Obj::Stored(&kv.value));
         }
         Ok(page.revision)
     }
@@ -120,7 +142,7 @@ impl EndpointSliceController {
         // Each list is its own snapshot; watching from the oldest of them replays whatever
         // happened between them (applying an event twice is harmless).
         let mut rev = u64::MAX;
-        for res in [&SERVICES, &PODS, &ENDPOINT_SLICES, &ENDPOINTS] {
+        for res in WATCHED {
             rev = rev.min(self.load(res).await?);
         }
         // Everything may have changed while we were away.
@@ -176,21 +198,22 @@ impl EndpointSliceController {
     }
 
     fn handle(&mut self, ev: svcnet_store::Event, dirty: &mut BTreeSet<Key>) -> Result<()> {
-        let res = [&SERVICES, &PODS, &ENDPOINT_SLICES, &ENDPOINTS]
-            .into_iter()
-            .find(|r| ev.kv.key.starts_with(&r.prefix(None)));
+        let res = WATCHED
+            .iter()
+            .zip(self.prefixes.iter())
+            .find(|(_, p)| ev.kv.key.starts_with(p.as_str()))
+            .map(|(r, _)| *r);
         let Some(res) = res else { return Ok(()) };
-        let obj = decode(&ev.kv)?;
-        dirty.extend(self.apply_event(res, ev.kind, obj));
+        dirty.extend(self.apply_event(res, ev.kind, Obj::Stored(&ev.kv.value)));
         Ok(())
     }
 
     /// Updates the caches; returns the Services whose endpoints may need work.
-    fn apply_event(&mut self, res: &Resource, kind: EventType, obj: Value) -> Vec<Key> {
+    fn apply_event(&mut self, res: &Resource, kind: EventType, obj: Obj) -> Vec<Key> {
         let deleted = kind == EventType::Delete;
         match res {
             r if *r == SERVICES => {
-                let Ok(svc) = serde_json::from_value::<Service>(obj) else {
+                let Some(svc) = obj.parse::<Service>() else {
                     return vec![];
                 };
                 let k = key_of(&svc.metadata);
@@ -202,7 +225,7 @@ impl EndpointSliceController {
                 vec![k]
             }
             r if *r == PODS => {
-                let Ok(pod) = serde_json::from_value::<Pod>(obj) else {
+                let Some(pod) = obj.parse::<Pod>() else {
                     return vec![];
                 };
                 let (ns, name) = key_of(&pod.metadata);
@@ -224,7 +247,7 @@ impl EndpointSliceController {
                     .collect()
             }
             r if *r == ENDPOINT_SLICES => {
-                let Ok(slice) = serde_json::from_value::<EndpointSlice>(obj) else {
+                let Some(slice) = obj.parse::<EndpointSlice>() else {
                     return vec![];
                 };
                 let Some(owner) = managed(&slice) else {
@@ -240,7 +263,7 @@ impl EndpointSliceController {
                 vec![owner]
             }
             r if *r == ENDPOINTS => {
-                let Ok(ep) = serde_json::from_value::<Endpoints>(obj) else {
+                let Some(ep) = obj.parse::<Endpoints>() else {
                     return vec![];
                 };
                 let k = key_of(&ep.metadata);
@@ -286,7 +309,7 @@ impl EndpointSliceController {
                     } else {
                         EventType::Put
                     };
-                    self.apply_event(op.resource(), kind, obj);
+                    self.apply_event(op.resource(), kind, Obj::Json(obj));
                 }
                 Ok(None) => {}
                 Err(e) => {

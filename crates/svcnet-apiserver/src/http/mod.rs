@@ -327,9 +327,6 @@ fn list_body(res: &Resource, page: &registry::ListPage) -> Vec<u8> {
     if let Some(c) = &page.continue_token {
         meta["continue"] = json!(c);
     }
-    if let Some(r) = page.remaining {
-        meta["remainingItemCount"] = json!(r);
-    }
     let head = json!({"kind": res.list_kind(), "apiVersion": res.api_version(), "metadata": meta})
         .to_string();
     let size: usize = page.items.iter().map(|i| i.len() + 1).sum();
@@ -515,7 +512,6 @@ async fn handle(s: AppState, req: Request) -> Result<Response> {
                 items,
                 revision: rev,
                 continue_token: None,
-                remaining: None,
             };
             Ok(raw_response(StatusCode::OK, list_body(res, &page), pretty))
         }
