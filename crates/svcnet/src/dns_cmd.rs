@@ -104,10 +104,12 @@ pub fn config(args: &DnsArgs) -> anyhow::Result<DnsConfig> {
 }
 
 pub async fn run(args: DnsArgs) -> anyhow::Result<()> {
-    let signals = crate::signals::Signals::install()?;
+    let shutdown = crate::signals::Shutdown::install()?;
     let config = config(&args)?;
-    let client = args.api.connect().await?;
-    svcnet_dns::run(client, config, signals.first())
+    let Some(client) = shutdown.unless(args.api.connect()).await else {
+        return Ok(());
+    };
+    svcnet_dns::run(client?, config, shutdown.wait())
         .await
         .context("DNS server")?;
     Ok(())

@@ -153,7 +153,7 @@ fn write_kubeconfig(path: &Path, server: SocketAddr) -> anyhow::Result<()> {
 /// client of the API), then the API server (watches end, requests in flight finish), then its
 /// controllers, then the store.
 async fn run_apiserver(args: ApiserverArgs, dns: Option<SocketAddr>) -> anyhow::Result<()> {
-    let signals = signals::Signals::install()?;
+    let shutdown = signals::Shutdown::install()?;
     let banner = dns.is_some();
     if !args.listen.ip().is_loopback() {
         tracing::warn!(listen = %args.listen, "serving plain HTTP without authentication on a non-loopback address");
@@ -235,10 +235,7 @@ async fn run_apiserver(args: ApiserverArgs, dns: Option<SocketAddr>) -> anyhow::
             args.data_dir.display()
         );
     }
-    let early = tokio::select! {
-        _ = signals.first() => None,
-        r = &mut api => Some(r),
-    };
+    let early = shutdown.unless(&mut api).await;
     if let Some(d) = dns {
         d.shutdown().await;
     }

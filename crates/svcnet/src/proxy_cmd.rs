@@ -74,7 +74,7 @@ fn dataplane(args: &ProxyArgs) -> anyhow::Result<Box<dyn Dataplane>> {
 }
 
 pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
-    let signals = crate::signals::Signals::install()?;
+    let shutdown = crate::signals::Shutdown::install()?;
     let healthz = optional_addr("healthz-bind-address", &args.healthz_bind_address)?;
     let metrics = optional_addr("metrics-bind-address", &args.metrics_bind_address)?;
     let mut dp = dataplane(&args)?;
@@ -83,7 +83,10 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
         println!("svcnet proxy: removed svcnet's rules");
         return Ok(());
     }
-    let client = args.api.connect().await?;
+    let Some(client) = shutdown.unless(args.api.connect()).await else {
+        return Ok(());
+    };
+    let client = client?;
     let node_name = args
         .hostname_override
         .clone()
@@ -100,6 +103,6 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
         healthz,
         metrics,
     };
-    svcnet_proxy::run(client, config, dp, signals.first()).await?;
+    svcnet_proxy::run(client, config, dp, shutdown.wait()).await?;
     Ok(())
 }
