@@ -4,7 +4,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{BOTH, Options, start, start_quiet, start_with};
+use common::{BOTH, Options, Transport, start, start_quiet, start_with};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{
@@ -424,4 +424,133 @@ async fn runtime_watcher_sees_every_event_in_order() {
         }
         assert_eq!(seen, want, "{t:?}");
     }
+}
+
+/// Server-side apply through the `kube` client (`Patch::Apply`), as controllers use it: a
+/// create, a conflict with another manager (409 with a cause per field), `force`, and
+/// `managedFields` kept on every write.
+#[tokio::test]
+async fn kube_client_server_side_apply() {
+    for t in BOTH {
+        let srv = start_quiet(t).await;
+        let api: Api<Service> = Api::namespaced(srv.client.clone(), "default");
+        let config = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "ssa"},
+            "spec": {"selector": {"app": "a"}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}});
+        let created = api
+            .patch("ssa", &PatchParams::apply("alpha"), &Patch::Apply(&config))
+            .await
+            .unwrap();
+        assert!(created.spec.as_ref().unwrap().cluster_ip.is_some(), "{t:?}");
+        let mf = created.metadata.managed_fields.clone().unwrap();
+        assert_eq!(mf.len(), 1);
+        assert_eq!(mf[0].manager.as_deref(), Some("alpha"));
+        assert_eq!(mf[0].operation.as_deref(), Some("Apply"));
+
+        let mut other = config.clone();
+        other["spec"]["ports"][0]["targetPort"] = json!(9090);
+        other["spec"]["selector"] = json!({"app": "b"});
+        let err = api
+            .patch("ssa", &PatchParams::apply("beta"), &Patch::Apply(&other))
+            .await
+            .unwrap_err();
+        let kube::Error::Api(status) = err else {
+            panic!("{t:?}: {err}")
+        };
+        assert_eq!(status.code, 409, "{t:?}");
+        assert_eq!(status.reason, "Conflict");
+        assert!(
+            status
+                .message
+                .starts_with("Apply failed with 2 conflicts: conflicts with \"alpha\":"),
+            "{}",
+            status.message
+        );
+        let forced = api
+            .patch(
+                "ssa",
+                &PatchParams::apply("beta").force(),
+                &Patch::Apply(&other),
+            )
+            .await
+            .unwrap();
+        let spec = forced.spec.unwrap();
+        assert_eq!(spec.selector.unwrap()["app"], "b");
+        let managers: Vec<String> = forced
+            .metadata
+            .managed_fields
+            .unwrap()
+            .into_iter()
+            .filter_map(|m| m.manager)
+            .collect();
+        assert_eq!(managers, ["alpha", "beta"], "{t:?}");
+
+        // A merge patch is recorded as an Update by its manager.
+        let patched = api
+            .patch(
+                "ssa",
+                &PatchParams {
+                    field_manager: Some("editor".into()),
+                    ..Default::default()
+                },
+                &Patch::Merge(json!({"metadata": {"labels": {"edited": "yes"}}})),
+            )
+            .await
+            .unwrap();
+        let editor = patched
+            .metadata
+            .managed_fields
+            .unwrap()
+            .into_iter()
+            .find(|m| m.manager.as_deref() == Some("editor"))
+            .expect("editor's entry");
+        assert_eq!(editor.operation.as_deref(), Some("Update"));
+    }
+}
+
+/// The apply checks kube-apiserver makes before merging.
+#[tokio::test]
+async fn apply_requests_are_checked() {
+    let srv = start_quiet(Transport::InProcess).await;
+    let uri = "/api/v1/namespaces/default/services/chk";
+    let ct = "application/apply-patch+yaml";
+    let good =
+        "apiVersion: v1\nkind: Service\nmetadata: {name: chk}\nspec: {ports: [{port: 80}]}\n";
+    let (code, s) = srv.raw("PATCH", uri, ct, good).await;
+    assert_eq!(code, 422, "no field manager: {s}");
+    assert_eq!(s["details"]["kind"], "PatchOptions");
+    assert_eq!(s["details"]["causes"][0]["field"], "fieldManager");
+    let with = |q: &str| format!("{uri}?fieldManager=me{q}");
+    for (body, want) in [
+        (
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: chk}\n",
+            "invalid object type: /v1, Kind=Pod",
+        ),
+        (
+            "apiVersion: v1\nkind: Service\nmetadata: {name: chk, managedFields: []}\n",
+            "metadata.managedFields must be nil",
+        ),
+        (
+            "apiVersion: v1\nkind: Service\nmetadata: {name: chk}\nspec: {portz: []}\n",
+            ".spec.portz: field not declared in schema",
+        ),
+        (
+            "apiVersion: v1\nkind: Service\nmetadata: {name: chk}\nspec: {ports: [{port: 80}, {port: 80}]}\n",
+            "duplicate entries",
+        ),
+    ] {
+        let (code, s) = srv.raw("PATCH", &with(""), ct, body).await;
+        assert_eq!(code, 400, "{body}: {s}");
+        assert!(s["message"].as_str().unwrap().contains(want), "{s}");
+    }
+    let (code, s) = srv.raw("PATCH", &with("&dryRun=All"), ct, good).await;
+    assert_eq!(code, 201, "{s}");
+    assert_eq!(
+        srv.raw("GET", uri, "application/json", "").await.0,
+        404,
+        "dry run"
+    );
+    let (code, _) = srv.raw("PATCH", &with(""), ct, good).await;
+    assert_eq!(code, 201, "an apply creates");
+    let (code, _) = srv.raw("PATCH", &with(""), ct, good).await;
+    assert_eq!(code, 200);
 }

@@ -258,3 +258,157 @@ async fn kubectl_drives_services_end_to_end() {
         "slices follow the Service away:\n{eps}"
     );
 }
+
+const APPLIED: &str = "apiVersion: v1
+kind: Service
+metadata: {name: applied, labels: {app: web}}
+spec:
+  selector: {app: web}
+  ports:
+  - {name: http, port: 80, targetPort: 8080}
+";
+
+/// `kubectl apply --server-side` by two field managers: the second conflicts (409, kubectl
+/// names the field and the manager), `--force-conflicts` takes the field over, and
+/// `--show-managed-fields` shows both; an object made by client-side apply migrates; dry runs
+/// (`--dry-run=server`, `kubectl diff`) change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_server_side_apply_conflicts_forces_and_migrates() {
+    if !require_tool("kubectl") {
+        return;
+    }
+    let srv = start(Transport::Socket).await;
+    let dir = srv.dir.path().to_owned();
+    let k = Kubectl::new(&dir, srv.addr.unwrap());
+    let f = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_string_lossy().into_owned()
+    };
+    let v1 = f("v1.yaml", APPLIED);
+    let v2 = f("v2.yaml", &APPLIED.replace("8080", "9090"));
+    assert_eq!(
+        k.ok(&["apply", "--server-side", "-f", &v1]).await.trim(),
+        "service/applied serverside-applied"
+    );
+    // The same again changes nothing.
+    let rv = k
+        .ok(&[
+            "get",
+            "svc",
+            "applied",
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ])
+        .await;
+    k.ok(&["apply", "--server-side", "-f", &v1]).await;
+    let again = k
+        .ok(&[
+            "get",
+            "svc",
+            "applied",
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ])
+        .await;
+    assert_eq!(rv, again, "a no-op apply is not written");
+
+    let conflict = k
+        .run(&["apply", "--server-side", "--field-manager=other", "-f", &v2])
+        .await;
+    assert!(!conflict.ok);
+    assert!(
+        conflict.stderr.contains(
+            r#"Apply failed with 1 conflict: conflict with "kubectl": .spec.ports[port=80,protocol="TCP"].targetPort"#
+        ),
+        "{}",
+        conflict.stderr
+    );
+    assert!(
+        conflict.stderr.contains("--force-conflicts"),
+        "{}",
+        conflict.stderr
+    );
+    k.ok(&[
+        "apply",
+        "--server-side",
+        "--field-manager=other",
+        "--force-conflicts",
+        "-f",
+        &v2,
+    ])
+    .await;
+    let yaml = k
+        .ok(&[
+            "get",
+            "svc",
+            "applied",
+            "-o",
+            "yaml",
+            "--show-managed-fields",
+        ])
+        .await;
+    assert!(yaml.contains("manager: kubectl\n"), "{yaml}");
+    assert!(yaml.contains("manager: other\n"), "{yaml}");
+    assert!(yaml.contains("operation: Apply"), "{yaml}");
+    assert!(yaml.contains("targetPort: 9090"), "{yaml}");
+    let plain = k.ok(&["get", "svc", "applied", "-o", "yaml"]).await;
+    assert!(
+        !plain.contains("managedFields"),
+        "kubectl hides them by default"
+    );
+
+    // Dry runs change nothing.
+    let v3 = f("v3.yaml", &APPLIED.replace("8080", "7070"));
+    let diff = k
+        .run(&["diff", "--server-side", "--force-conflicts", "-f", &v3])
+        .await;
+    assert!(
+        diff.stdout.contains("+    targetPort: 7070"),
+        "{}{}",
+        diff.stdout,
+        diff.stderr
+    );
+    k.ok(&[
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--dry-run=server",
+        "-f",
+        &v3,
+    ])
+    .await;
+    assert_eq!(
+        k.ok(&["delete", "svc", "applied", "--dry-run=server"])
+            .await
+            .trim(),
+        "service \"applied\" deleted (server dry run)"
+    );
+    let tp = k
+        .ok(&[
+            "get",
+            "svc",
+            "applied",
+            "-o",
+            "jsonpath={.spec.ports[0].targetPort}",
+        ])
+        .await;
+    assert_eq!(tp, "9090");
+
+    // Client-side apply, then server-side: kubectl migrates the ownership, and a port the
+    // manifest no longer has goes.
+    let csa = f(
+        "csa.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: csa}\nspec:\n  selector: {app: csa}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n  - {name: alt, port: 81, targetPort: 8081}\n",
+    );
+    k.ok(&["apply", "-f", &csa]).await;
+    let ssa = f(
+        "ssa.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: csa}\nspec:\n  selector: {app: csa}\n  ports:\n  - {name: http, port: 80, targetPort: 7070}\n",
+    );
+    k.ok(&["apply", "--server-side", "-f", &ssa]).await;
+    let ports = k
+        .ok(&["get", "svc", "csa", "-o", "jsonpath={.spec.ports[*].port}/{.spec.ports[0].targetPort}/{.metadata.managedFields[*].manager}"])
+        .await;
+    assert_eq!(ports, "80/7070/kubectl kubectl-last-applied");
+}

@@ -370,3 +370,183 @@ async fn a_namespace_waits_for_finalizers_before_it_goes() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// PUT creates a missing object for the kinds kube-apiserver allows it for (Services with
+/// their allocation, Endpoints, Events) and answers 404 for the others; PATCH never creates.
+#[tokio::test]
+async fn put_creates_where_kube_apiserver_allows_it() {
+    let srv = start_quiet(Transport::InProcess).await;
+    let put = |uri: &str, body: Value| {
+        let uri = uri.to_owned();
+        let srv = &srv;
+        async move {
+            srv.raw("PUT", &uri, "application/json", body.to_string())
+                .await
+        }
+    };
+    let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "made", "resourceVersion": "123"},
+        "spec": {"ports": [{"port": 80}]}});
+    let (code, s) = put(&format!("{SVC}/made"), svc.clone()).await;
+    assert_eq!(code, 201, "{s}");
+    assert!(
+        s["spec"]["clusterIP"]
+            .as_str()
+            .is_some_and(|ip| ip.starts_with("10.")),
+        "{s}"
+    );
+    let (code, _) = put(&format!("{SVC}/made"), {
+        let mut v = s.clone();
+        v["metadata"]["labels"] = json!({"a": "b"});
+        v
+    })
+    .await;
+    assert_eq!(code, 200, "an existing one is updated");
+    // The name must be in the body and match.
+    let mut nameless = svc.clone();
+    nameless["metadata"].as_object_mut().unwrap().remove("name");
+    assert_eq!(put(&format!("{SVC}/other"), nameless).await.0, 400);
+    // A uid is a precondition, which a missing object cannot meet.
+    let mut with_uid = svc.clone();
+    with_uid["metadata"] = json!({"name": "ghost", "uid": "0000"});
+    let (code, s) = put(&format!("{SVC}/ghost"), with_uid).await;
+    assert_eq!(code, 409, "{s}");
+    let ep = json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "e"}});
+    assert_eq!(
+        put("/api/v1/namespaces/default/endpoints/e", ep).await.0,
+        201
+    );
+    for (uri, body) in [
+        (
+            "/api/v1/namespaces/default/pods/p",
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "x"}]}}),
+        ),
+        (
+            "/api/v1/namespaces/n",
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n"}}),
+        ),
+        (
+            "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/s",
+            json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "metadata": {"name": "s"}, "addressType": "IPv4", "endpoints": []}),
+        ),
+        (
+            "/api/v1/namespaces/default/services/nostatus/status",
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "nostatus"}, "spec": {"ports": [{"port": 80}]}}),
+        ),
+    ] {
+        let (code, s) = put(uri, body).await;
+        assert_eq!(code, 404, "{uri}: {s}");
+    }
+    let (code, _) = srv
+        .raw(
+            "PATCH",
+            &format!("{SVC}/absent"),
+            "application/merge-patch+json",
+            "{}",
+        )
+        .await;
+    assert_eq!(code, 404);
+}
+
+#[tokio::test]
+async fn system_namespaces_cannot_be_deleted() {
+    let srv = start_quiet(Transport::InProcess).await;
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        for uri in [
+            format!("/api/v1/namespaces/{ns}"),
+            format!("/api/v1/namespaces/{ns}?dryRun=All"),
+        ] {
+            let (code, s) = srv.raw("DELETE", &uri, "application/json", "").await;
+            assert_eq!(code, 403, "{uri}: {s}");
+            assert_eq!(s["reason"], "Forbidden");
+            assert_eq!(
+                s["message"],
+                format!("namespaces \"{ns}\" is forbidden: this namespace may not be deleted")
+            );
+            assert_eq!(s["details"], json!({"name": ns, "kind": "namespaces"}));
+        }
+        let (code, s) = srv
+            .raw(
+                "GET",
+                &format!("/api/v1/namespaces/{ns}"),
+                "application/json",
+                "",
+            )
+            .await;
+        assert_eq!((code, &s["status"]["phase"]), (200, &json!("Active")));
+    }
+    // deletecollection of namespaces skips none silently: it stops at the first refusal.
+    let (code, _) = srv
+        .raw("DELETE", "/api/v1/namespaces", "application/json", "")
+        .await;
+    assert_eq!(code, 403);
+}
+
+/// `/readyz` reports the store and every controller; `?verbose` lists them, `?exclude=`
+/// skips one, `/readyz/<check>` asks for one, and a stopping server is not ready.
+#[tokio::test]
+async fn readiness_reports_the_store_and_the_controllers() {
+    let srv = start(Transport::InProcess).await;
+    let text = |srv: &common::TestServer, uri: &'static str| {
+        let router = srv.server.router();
+        async move {
+            let resp = router
+                .oneshot(http::Request::get(uri).body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            let code = resp.status().as_u16();
+            let body = http_body_util::BodyExt::collect(resp.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            (code, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    let verbose = poll_ready(|| text(&srv, "/readyz?verbose")).await;
+    for check in [
+        "[+]ping ok",
+        "[+]store ok",
+        "[+]controller/endpointslice ok",
+        "[+]controller/namespace ok",
+        "[+]controller/pod-gc ok",
+        "[+]shutdown ok",
+        "readyz check passed",
+    ] {
+        assert!(verbose.lines().any(|l| l == check), "{check} in {verbose}");
+    }
+    assert_eq!(text(&srv, "/readyz").await, (200, "ok".into()));
+    assert_eq!(text(&srv, "/livez").await, (200, "ok".into()));
+    assert_eq!(text(&srv, "/readyz/store").await, (200, "ok".into()));
+    assert_eq!(text(&srv, "/readyz/nothing").await.0, 404);
+    let (_, ex) = text(&srv, "/readyz?verbose&exclude=ping&exclude=bogus").await;
+    assert!(ex.contains("[+]ping excluded: ok"), "{ex}");
+    assert!(ex.contains("no matches for \"bogus\""), "{ex}");
+    srv.server.begin_stop();
+    let (code, body) = text(&srv, "/readyz").await;
+    assert_eq!(code, 500);
+    assert!(
+        body.contains("[-]shutdown failed: reason withheld"),
+        "{body}"
+    );
+    assert!(body.ends_with("readyz check failed\n"), "{body}");
+    assert_eq!(text(&srv, "/livez").await.0, 200, "stopping is not dead");
+}
+
+/// Polls `/readyz?verbose` until the controllers have synced.
+async fn poll_ready<F, Fut>(mut f: F) -> String
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = (u16, String)>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, body) = f().await;
+        if code == 200 {
+            return body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never ready: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
