@@ -14,6 +14,8 @@ mod controller;
 mod discovery;
 mod error;
 mod fieldmanager;
+#[doc(hidden)]
+pub mod fuzzing;
 mod health;
 mod http;
 mod kinds;

@@ -95,7 +95,18 @@ fn backend(e: impl std::fmt::Display) -> Error {
 impl RedbStore {
     /// Opens (creating if needed) the store file at `path`.
     pub fn open(path: &Path, config: RedbStoreConfig) -> Result<Self> {
-        let db = Database::create(path).map_err(backend)?;
+        Self::with_database(Database::create(path).map_err(backend)?, config)
+    }
+
+    /// A store in memory, gone when dropped: for fuzzing and tests that need no durability.
+    pub fn in_memory(config: RedbStoreConfig) -> Result<Self> {
+        let db = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(backend)?;
+        Self::with_database(db, config)
+    }
+
+    fn with_database(db: Database, config: RedbStoreConfig) -> Result<Self> {
         {
             let txn = db.begin_write().map_err(backend)?;
             txn.open_table(OBJECTS).map_err(backend)?;
