@@ -61,7 +61,7 @@ pub fn update(live: Option<&Value>, new: &mut Value, m: &Manager) {
         },
         _ => stored(live),
     };
-    let now = crate::registry::now_rfc3339();
+    let now = crate::strategy::now_rfc3339();
     match sm::update(live, new, managers.clone(), &m.request(&now)) {
         Ok(updated) => set_managed(new, &updated),
         // kube-apiserver keeps the write and the previous managers when tracking fails.
@@ -135,7 +135,7 @@ pub fn apply(live: Option<&Value>, config: &Value, m: &Manager, force: bool) -> 
             ),
         });
     }
-    let now = crate::registry::now_rfc3339();
+    let now = crate::strategy::now_rfc3339();
     let mut live_obj = live.cloned();
     if let Some(l) = live_obj.as_mut()
         && let Some(meta) = l["metadata"].as_object_mut()

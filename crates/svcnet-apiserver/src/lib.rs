@@ -1,15 +1,15 @@
 //! svcnet's Kubernetes-compatible API server.
 //!
-//! The layers import one way: [`http`] (routing, options, watch, health) → [`Registry`] (the
+//! The layers import one way: `http` (routing, options, watch, health) → `Registry` (the
 //! generic store over a [`svcnet_store::Store`]: keys, `resourceVersion`, preconditions, dry
 //! run, `managedFields` and server-side apply, graceful deletion, paged lists at one revision)
-//! → one [`strategy::Strategy`] per kind in [`kinds`] (defaults, validation, Service IP and
-//! NodePort allocation, graceful deletion, table columns) → `svcnet-core`. The [`controller`]s
+//! → one `Strategy` per kind in `kinds` (defaults, validation, Service IP and NodePort
+//! allocation, graceful deletion, table columns) → `svcnet-core`. The controllers
 //! (EndpointSlice, namespace, Pod GC) are the registry's clients.
 //!
 //! [`ApiServer`] serves it as the Kubernetes REST subset `kubectl` and the `kube` crate use.
 
-pub mod config;
+mod config;
 mod controller;
 mod discovery;
 mod error;
@@ -30,10 +30,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use config::Config;
-pub use controller::endpointslice::EndpointSliceController;
 pub use discovery::KUBERNETES_VERSION;
 pub use error::ApiError;
-pub use registry::{DeleteOptions, ListOptions, Registry, WriteOptions};
+use registry::Registry;
 
 /// How long a stopping server waits for open requests before closing their connections.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
@@ -140,7 +139,8 @@ impl ApiServer {
     pub fn spawn_background(&self) -> Background {
         let reg = self.registry.clone();
         let health = self.health.clone();
-        let endpoints = EndpointSliceController::new(reg.clone(), health.clone());
+        let endpoints =
+            controller::endpointslice::EndpointSliceController::new(reg.clone(), health.clone());
         let namespaces =
             controller::namespace::NamespaceController::new(reg.clone(), health.clone());
         Background {

@@ -133,9 +133,7 @@ pub enum Patch {
     },
 }
 
-pub fn now_rfc3339() -> String {
-    crate::strategy::timestamp(jiff::Timestamp::now())
-}
+pub use crate::strategy::now_rfc3339;
 
 pub fn new_uid() -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";

@@ -322,6 +322,11 @@ pub fn has_finalizers(obj: &Value) -> bool {
         .is_some_and(|f| !f.is_empty())
 }
 
+/// The current time as objects carry it (RFC 3339, whole seconds).
+pub fn now_rfc3339() -> String {
+    timestamp(jiff::Timestamp::now())
+}
+
 pub fn timestamp(t: jiff::Timestamp) -> String {
     t.round(jiff::Unit::Second).unwrap_or(t).to_string()
 }

@@ -157,6 +157,24 @@ impl TestServer {
         (status, v)
     }
 
+    /// A raw GET-like request; returns status and the body as text.
+    pub async fn raw_text(&self, method: &str, uri: &str) -> (u16, String) {
+        let req = http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Body::empty())
+            .expect("request");
+        let resp = self
+            .server
+            .router()
+            .oneshot(req)
+            .await
+            .expect("router answers");
+        let status = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
     pub async fn post_json(&self, uri: &str, v: &Value) -> (u16, Value) {
         self.raw(
             "POST",
