@@ -340,6 +340,113 @@ pub fn conflict(res: &Resource, name: &str) -> ApiError {
     }
 }
 
+/// Runs a strategy's admission on `obj` (and `old`) without their `managedFields`, which no
+/// strategy reads and which are costly to decode into typed objects, then puts them back.
+fn admit_without_managed_fields<T>(
+    obj: &mut Value,
+    old: Option<&Value>,
+    admit: impl FnOnce(&mut Value, Option<&Value>) -> Result<T>,
+) -> Result<T> {
+    let take = |v: &mut Value| {
+        v["metadata"]
+            .as_object_mut()
+            .and_then(|m| m.remove("managedFields"))
+    };
+    let managed = take(obj);
+    let old_bare = old.map(|o| {
+        let mut o = o.clone();
+        take(&mut o);
+        o
+    });
+    let result = admit(obj, old_bare.as_ref());
+    if let Some(m) = managed
+        && let Some(meta) = obj["metadata"].as_object_mut()
+    {
+        meta.insert("managedFields".into(), m);
+    }
+    result
+}
+
+/// The stored bytes of an object without `metadata.managedFields`, for readers that decode
+/// typed objects and have no use for them (the controllers' caches). Stored objects start
+/// with their metadata (see [`encode`]); anything else is returned as it is.
+pub(crate) fn without_managed_fields(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    use std::borrow::Cow;
+    /// The index after the JSON string starting at `i`.
+    fn string_end(b: &[u8], mut i: usize) -> Option<usize> {
+        i += 1;
+        while i < b.len() {
+            match b[i] {
+                b'\\' => i += 2,
+                b'"' => return Some(i + 1),
+                _ => i += 1,
+            }
+        }
+        None
+    }
+    /// The index after the JSON value starting at `i`.
+    fn value_end(b: &[u8], mut i: usize) -> Option<usize> {
+        let mut depth = 0usize;
+        while i < b.len() {
+            match b[i] {
+                b'"' => {
+                    i = string_end(b, i)?;
+                    if depth == 0 {
+                        return Some(i);
+                    }
+                    continue;
+                }
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' if depth == 0 => return Some(i),
+                b'}' | b']' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return Some(i + 1);
+                    }
+                }
+                b',' if depth == 0 => return Some(i),
+                _ => {}
+            }
+            i += 1;
+        }
+        None
+    }
+    if !raw.starts_with(STORED_HEAD) {
+        return Cow::Borrowed(raw);
+    }
+    let mut i = STORED_HEAD.len();
+    let mut prev_comma = None;
+    while i < raw.len() && raw[i] == b'"' {
+        let key_start = i;
+        let Some(key_end) = string_end(raw, i) else {
+            return Cow::Borrowed(raw);
+        };
+        if raw.get(key_end) != Some(&b':') {
+            return Cow::Borrowed(raw);
+        }
+        let Some(end) = value_end(raw, key_end + 1) else {
+            return Cow::Borrowed(raw);
+        };
+        if &raw[key_start..key_end] == b"\"managedFields\"" {
+            let (from, to) = match (raw.get(end), prev_comma) {
+                (Some(b','), _) => (key_start, end + 1),
+                (_, Some(c)) => (c, end),
+                _ => (key_start, end),
+            };
+            let mut out = Vec::with_capacity(raw.len() - (to - from));
+            out.extend_from_slice(&raw[..from]);
+            out.extend_from_slice(&raw[to..]);
+            return Cow::Owned(out);
+        }
+        if raw.get(end) != Some(&b',') {
+            break;
+        }
+        prev_comma = Some(end);
+        i = end + 1;
+    }
+    Cow::Borrowed(raw)
+}
+
 /// Metadata the server owns on every object, carried over from the stored version on update.
 const SERVER_META: &[&str] = &[
     "uid",
@@ -734,7 +841,9 @@ impl Registry {
     ) -> Result<Written> {
         self.check_namespace(res, ns, &obj).await?;
         Self::fill_create_meta(&mut obj);
-        let admission = self.strategy(res).admit_create(&mut obj)?;
+        let admission = admit_without_managed_fields(&mut obj, None, |obj, _| {
+            self.strategy(res).admit_create(obj)
+        })?;
         let name = meta_str(&obj, "name").unwrap_or_default().to_owned();
         let key = res.key(ns, &name);
         let already = || ApiError::AlreadyExists {
@@ -942,7 +1051,9 @@ impl Registry {
             }
             let mut new = new.obj;
             self.carry_over(res, &old, &mut new, opts.subresource);
-            let admission = strategy.admit_update(&mut new, &old, opts.subresource)?;
+            let admission = admit_without_managed_fields(&mut new, Some(&old), |new, old| {
+                strategy.admit_update(new, old.expect("given"), opts.subresource)
+            })?;
             let remove = strategy.should_delete_during_update(&new, &old);
             if opts.dry_run {
                 let warnings = admission.rollback();
@@ -1176,5 +1287,30 @@ impl Registry {
     pub async fn check_store(&self) -> Result<()> {
         self.store.revision().await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn managed_fields_are_cut_out_of_stored_bytes() {
+        for obj in [
+            json!({"metadata": {"managedFields": [{"manager": "a", "fieldsV1": {"f:x": {}}}], "name": "n"}, "spec": {"s": "}\""}}),
+            json!({"metadata": {"name": "n", "managedFields": [{"m": "{[\"]}"}]}, "spec": {}}),
+            json!({"metadata": {"a": 1, "managedFields": [], "z": [1, {"b": 2}]}, "kind": "K"}),
+            json!({"metadata": {"name": "n"}, "spec": {"managedFields": 1}}),
+        ] {
+            let raw = encode(&obj);
+            let cut = without_managed_fields(&raw);
+            let got: Value = serde_json::from_slice(&cut).expect("still JSON");
+            let mut want = obj.clone();
+            want["metadata"]
+                .as_object_mut()
+                .unwrap()
+                .remove("managedFields");
+            assert_eq!(got, want, "{}", String::from_utf8_lossy(&raw));
+        }
     }
 }

@@ -249,7 +249,10 @@ async fn malformed_and_invalid_options_are_refused() {
     // None of them wrote anything.
     assert_eq!(names(&srv).await, ["kubernetes", "y"]);
     // `pretty` indents the answer, errors included.
-    for uri in [format!("{SVC}/y?pretty=true"), format!("{SVC}/nope?pretty=true")] {
+    for uri in [
+        format!("{SVC}/y?pretty=true"),
+        format!("{SVC}/nope?pretty=true"),
+    ] {
         let (_, body) = srv.raw_text("GET", &uri).await;
         assert!(body.starts_with("{\n  \""), "{uri}: {body}");
     }

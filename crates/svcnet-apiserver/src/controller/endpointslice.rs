@@ -20,7 +20,7 @@ use svcnet_store::{EventType, Revision};
 use crate::error::{ApiError, Result};
 use crate::health::{ControllerState, Health};
 use crate::kinds::{ENDPOINT_SLICES, ENDPOINTS, PODS, SERVICES};
-use crate::registry::{DeleteOptions, Registry, WriteOptions, now_rfc3339};
+use crate::registry::{DeleteOptions, Registry, WriteOptions, now_rfc3339, without_managed_fields};
 use crate::resources::Resource;
 
 /// The field manager of this controller's writes, as kube-controller-manager's.
@@ -85,8 +85,13 @@ impl Obj<'_> {
     /// The typed object, straight from the bytes when there are some.
     fn parse<T: serde::de::DeserializeOwned>(self) -> Option<T> {
         match self {
-            Obj::Stored(raw) => serde_json::from_slice(raw).ok(),
-            Obj::Json(v) => serde_json::from_value(v).ok(),
+            Obj::Stored(raw) => serde_json::from_slice(&without_managed_fields(raw)).ok(),
+            Obj::Json(mut v) => {
+                if let Some(m) = v["metadata"].as_object_mut() {
+                    m.remove("managedFields");
+                }
+                serde_json::from_value(v).ok()
+            }
         }
     }
 }
