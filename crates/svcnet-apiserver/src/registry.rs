@@ -1087,10 +1087,15 @@ impl Registry {
             };
             match result {
                 Ok(kv) => {
-                    let warnings = admission.commit();
-                    if remove {
+                    // Removed: the new version was never stored, so what it reserved goes back,
+                    // and what the old one held is released.
+                    let warnings = if remove {
+                        let w = admission.rollback();
                         strategy.after_delete(&old);
-                    }
+                        w
+                    } else {
+                        admission.commit()
+                    };
                     return Ok(Written {
                         object: read_back(new, kv.mod_revision),
                         created: false,

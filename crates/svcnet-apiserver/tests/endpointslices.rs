@@ -118,21 +118,31 @@ async fn slices_follow_pods_readiness_named_ports_and_deletion() {
     assert_eq!(e.node_name.as_deref(), Some("node1"));
     assert_eq!(e.target_ref.as_ref().unwrap().name.as_deref(), Some("a"));
 
-    // The legacy Endpoints object says the same.
-    let ep = endpoints.get("web").await.unwrap();
-    let ready: usize = ep
-        .subsets
-        .iter()
-        .flatten()
-        .map(|s| s.addresses.as_ref().map_or(0, Vec::len))
-        .sum();
-    let not_ready: usize = ep
-        .subsets
-        .iter()
-        .flatten()
-        .map(|s| s.not_ready_addresses.as_ref().map_or(0, Vec::len))
-        .sum();
-    assert_eq!((ready, not_ready), (2, 1));
+    // The legacy Endpoints object says the same (written beside the slices, so polled too).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let ep = endpoints.get("web").await.unwrap();
+        let ready: usize = ep
+            .subsets
+            .iter()
+            .flatten()
+            .map(|s| s.addresses.as_ref().map_or(0, Vec::len))
+            .sum();
+        let not_ready: usize = ep
+            .subsets
+            .iter()
+            .flatten()
+            .map(|s| s.not_ready_addresses.as_ref().map_or(0, Vec::len))
+            .sum();
+        if (ready, not_ready) == (2, 1) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Endpoints: {ready} ready, {not_ready} not ready"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 
     // Readiness flips are reflected.
     pods.patch_status(
