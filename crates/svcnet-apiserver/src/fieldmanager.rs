@@ -62,12 +62,13 @@ pub fn update(live: Option<&Value>, new: &mut Value, m: &Manager) {
         _ => stored(live),
     };
     let now = crate::strategy::now_rfc3339();
-    match sm::update(live, new, managers.clone(), &m.request(&now)) {
+    match sm::update(live, new, managers, &m.request(&now)) {
         Ok(updated) => set_managed(new, &updated),
-        // kube-apiserver keeps the write and the previous managers when tracking fails.
+        // kube-apiserver keeps the write and drops managedFields when tracking fails
+        // (UpdateNoErrors), so no stale ownership is stored.
         Err(e) => {
             tracing::warn!(error = %e, "managedFields not updated");
-            set_managed(new, &managers);
+            set_managed(new, &Managers::default());
         }
     }
 }
@@ -176,5 +177,30 @@ pub fn apply(live: Option<&Value>, config: &Value, m: &Manager, force: bool) -> 
         Err(ApplyError::Invalid(e)) => Err(ApiError::BadRequest(format!(
             "failed to create typed patch object: {e}"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// When ownership cannot be computed, the write goes on without managedFields (kube's
+    /// UpdateNoErrors), never with the stale or client-sent ones.
+    #[test]
+    fn a_write_whose_fields_cannot_be_tracked_drops_managed_fields() {
+        let m = Manager {
+            name: "ctl",
+            kind: "Service",
+            api_version: "v1".into(),
+            subresource: Subresource::Main,
+            reset: &["status"],
+        };
+        let mut ok = json!({"metadata": {"name": "s"}, "spec": {"ports": [{"port": 80}]}});
+        update(None, &mut ok, &m);
+        assert!(ok["metadata"]["managedFields"].is_array(), "{ok}");
+        let mut bad = ok.clone();
+        bad["spec"]["ports"] = json!([7]);
+        update(Some(&ok), &mut bad, &m);
+        assert!(bad["metadata"].get("managedFields").is_none(), "{bad}");
     }
 }

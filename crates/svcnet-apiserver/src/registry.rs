@@ -301,6 +301,15 @@ pub fn matches(
     fields.0.is_empty() || fields.matches(|f| field_value(res, obj, f))
 }
 
+/// The 410 for a continue token whose revision was compacted, with a token that goes on
+/// from the same key at the newest revision.
+fn expired_continue(head: u64, start: &str) -> ApiError {
+    ApiError::Expired {
+        message: "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.".into(),
+        continue_token: Some(continue_encode(head, start)),
+    }
+}
+
 fn continue_encode(revision: u64, start: &str) -> String {
     let raw = json!({"v": "meta.k8s.io/v1", "rv": revision, "start": start}).to_string();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
@@ -568,10 +577,7 @@ impl Registry {
                 let (rv, start) = continue_decode(t)?;
                 let compacted = self.store.compacted_revision().await?;
                 if rv < compacted {
-                    return Err(ApiError::Expired {
-                        message: "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.".into(),
-                        continue_token: Some(continue_encode(head, &start)),
-                    });
+                    return Err(expired_continue(head, &start));
                 }
                 if rv > head {
                     return Err(too_large(rv, head));
@@ -586,6 +592,7 @@ impl Registry {
                 ListAt::Exact(rv) => (None, Some(rv)),
             },
         };
+        let resumed_at = start.clone();
         let limit = opts.limit.filter(|&l| l > 0);
         let filtered = !opts.labels.is_empty() || !opts.fields.0.is_empty();
         let mut items = Vec::new();
@@ -597,10 +604,15 @@ impl Registry {
                 .list(&prefix, start.as_deref(), chunk, revision)
                 .await
             {
+                // Compacted between the check above and this read: the same 410 with a
+                // fresh token for a continued list.
                 Err(svcnet_store::Error::Compacted { .. }) => {
-                    return Err(ApiError::Gone(
-                        "The resourceVersion for the provided list is too old.".into(),
-                    ));
+                    return Err(match &resumed_at {
+                        Some(start) => expired_continue(head, start),
+                        _ => ApiError::Gone(
+                            "The resourceVersion for the provided list is too old.".into(),
+                        ),
+                    });
                 }
                 other => other?,
             };
@@ -962,6 +974,11 @@ impl Registry {
             .write(res, ns, name, opts, pinned, |current| {
                 let current = current.map(|c| c.1);
                 let mut patched = match (patch, current) {
+                    // Subresources never create (kube-apiserver's status stores pass
+                    // forceAllowCreate=false).
+                    (Patch::Apply { .. }, None) if opts.subresource != Subresource::Main => {
+                        return Err(not_found(res, name));
+                    }
                     (Patch::Apply { config, force }, _) => {
                         fieldmanager::apply(current, config, &manager, *force)?
                     }
@@ -1057,8 +1074,9 @@ impl Registry {
             let remove = strategy.should_delete_during_update(&new, &old);
             if opts.dry_run {
                 let warnings = admission.rollback();
+                // What would be stored, at the stored version's resourceVersion.
                 return Ok(Written {
-                    object: new,
+                    object: read_back(new, current.mod_revision),
                     created: false,
                     warnings,
                 });

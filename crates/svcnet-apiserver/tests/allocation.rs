@@ -212,3 +212,60 @@ async fn a_full_range_gives_a_clear_error_and_frees_on_delete() {
     let (code, _) = srv.post_json(URI, &svc("one-too-many", json!({}))).await;
     assert_eq!(code, 201);
 }
+
+/// A client that goes away mid-request (its request future dropped at any point after the
+/// server took it) does not stop the write half-way: the delete is carried out and its
+/// NodePort and ClusterIP are free again, every time.
+#[tokio::test]
+async fn a_write_whose_client_goes_away_still_completes_and_leaks_nothing() {
+    use tower::ServiceExt;
+
+    let srv = start_with(Transport::InProcess, opts(&["10.0.0.0/24"], "30000-30010")).await;
+    let spec = json!({"type": "NodePort", "clusterIP": "10.0.0.50",
+        "ports": [{"port": 80, "nodePort": 30005}]});
+    // A dropped request may still be finishing when the object is gone: give it a moment.
+    let create = async |name: &str| {
+        let mut created = (0, Value::Null);
+        for _ in 0..200 {
+            created = srv.post_json(URI, &svc(name, spec.clone())).await;
+            if created.0 == 201 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        created
+    };
+    for polls in 1..=12 {
+        let (code, body) = create("gone").await;
+        assert_eq!(code, 201, "create before drop {polls}: {body}");
+        let req = http::Request::builder()
+            .method("DELETE")
+            .uri(format!("{URI}/gone"))
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let mut fut = Box::pin(srv.server.router().oneshot(req));
+        for _ in 0..polls {
+            if futures::poll!(&mut fut).is_ready() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        drop(fut);
+        // The delete that was started completes; then the same IP and port can be taken again.
+        let mut gone = false;
+        for _ in 0..200 {
+            let (code, _) = srv.raw_text("GET", &format!("{URI}/gone")).await;
+            if code == 404 {
+                gone = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(
+            gone,
+            "delete dropped after {polls} polls was not carried out"
+        );
+    }
+    let (code, body) = create("again").await;
+    assert_eq!(code, 201, "{body}");
+}

@@ -95,6 +95,8 @@ async fn dry_runs_store_nothing_allocate_nothing_and_notify_nobody() {
         .await;
     assert_eq!(code, 200, "{upd}");
     assert_eq!(upd["spec"]["type"], "ClusterIP");
+    // ... at the stored version's resourceVersion, as kube-apiserver answers.
+    assert_eq!(upd["metadata"]["resourceVersion"], rv.as_str());
     // Patch (query form, through the client).
     let patched = api
         .patch(
@@ -108,6 +110,22 @@ async fn dry_runs_store_nothing_allocate_nothing_and_notify_nobody() {
         .await
         .unwrap();
     assert_eq!(patched.metadata.labels.unwrap()["dry"], "yes");
+    assert_eq!(
+        patched.metadata.resource_version.as_deref(),
+        Some(rv.as_str())
+    );
+    // An apply (what `kubectl apply --server-side --dry-run=server` and `kubectl diff` send).
+    let (code, applied) = srv
+        .raw(
+            "PATCH",
+            &format!("{SVC}/keep?dryRun=All&fieldManager=ctl&force=true"),
+            "application/apply-patch+yaml",
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "keep", "labels": {"dry": "apply"}}}).to_string(),
+        )
+        .await;
+    assert_eq!(code, 200, "{applied}");
+    assert_eq!(applied["metadata"]["labels"]["dry"], "apply");
+    assert_eq!(applied["metadata"]["resourceVersion"], rv.as_str());
 
     // Delete, body form (kubectl delete --dry-run=server) and query form, and deletecollection.
     let deleted = api

@@ -550,3 +550,125 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A filtered watch resumed from a resourceVersion starts from what matched then: an object
+/// deleted or relabelled out since still reaches the client as DELETED, and one relabelled in
+/// as ADDED (an informer re-watching from its last version must not keep ghosts).
+#[tokio::test]
+async fn a_resumed_filtered_watch_starts_from_what_matched_at_its_version() {
+    let srv = start_quiet(Transport::InProcess).await;
+    for (name, tier) in [("gone", "fe"), ("out", "fe"), ("in", "be")] {
+        let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "labels": {"tier": tier}}, "spec": {"ports": [{"port": 80}]}});
+        assert_eq!(srv.post_json(SVC, &svc).await.0, 201);
+    }
+    let (_, list) = srv
+        .raw(
+            "GET",
+            &format!("{SVC}?labelSelector=tier%3Dfe"),
+            "application/json",
+            "",
+        )
+        .await;
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(list["items"].as_array().unwrap().len(), 2);
+    let relabel = |tier: &str| json!({"metadata": {"labels": {"tier": tier}}}).to_string();
+    srv.raw("DELETE", &format!("{SVC}/gone"), "application/json", "")
+        .await;
+    srv.raw(
+        "PATCH",
+        &format!("{SVC}/out"),
+        "application/merge-patch+json",
+        relabel("be"),
+    )
+    .await;
+    srv.raw(
+        "PATCH",
+        &format!("{SVC}/in"),
+        "application/merge-patch+json",
+        relabel("fe"),
+    )
+    .await;
+    let lines = watch_lines(
+        &srv,
+        &format!("{SVC}?watch=1&resourceVersion={rv}&labelSelector=tier%3Dfe"),
+        3,
+    )
+    .await;
+    let seen: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["type"].as_str().unwrap(),
+                l["object"]["metadata"]["name"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [("DELETED", "gone"), ("DELETED", "out"), ("ADDED", "in")]
+    );
+}
+
+/// Server-side apply edge cases against kube-apiserver's answers: an apply to a subresource
+/// of a missing object is 404 (never a create); a kind without spec or status created by apply
+/// passes strict field validation (kubectl's default); a watch asking for an enormous timeout
+/// is served.
+#[tokio::test]
+async fn apply_to_a_missing_status_is_not_found_and_slices_apply_strictly() {
+    let srv = start_quiet(Transport::InProcess).await;
+    let cfg = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "nope"},
+        "spec": {"ports": [{"port": 80}]}});
+    let (code, body) = srv
+        .raw(
+            "PATCH",
+            &format!("{SVC}/nope/status?fieldManager=x"),
+            "application/apply-patch+yaml",
+            cfg.to_string(),
+        )
+        .await;
+    assert_eq!(code, 404, "{body}");
+    assert_eq!(srv.raw("GET", &format!("{SVC}/nope"), "", "").await.0, 404);
+
+    let slice = json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "web-1"}, "addressType": "IPv4",
+        "endpoints": [{"addresses": ["10.1.0.5"]}], "ports": [{"name": "http", "port": 8080}]});
+    let (code, body) = srv
+        .raw(
+            "PATCH",
+            "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/web-1?fieldManager=kubectl&fieldValidation=Strict",
+            "application/apply-patch+yaml",
+            slice.to_string(),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    assert!(
+        body.get("spec").is_none() && body.get("status").is_none(),
+        "{body}"
+    );
+
+    let watch = tokio::spawn({
+        let router = srv.server.router();
+        async move {
+            use tower::ServiceExt;
+            let req =
+                http::Request::get(format!("{SVC}?watch=1&timeoutSeconds=9223372036854775807"))
+                    .body(Body::empty())
+                    .unwrap();
+            let resp = router.oneshot(req).await.unwrap();
+            let mut body = resp.into_body().into_data_stream();
+            tokio::time::timeout(Duration::from_secs(10), body.next())
+                .await
+                .expect("an event in time")
+                .expect("the stream goes on")
+                .unwrap()
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "w"}, "spec": {"ports": [{"port": 80}]}});
+    assert_eq!(srv.post_json(SVC, &svc).await.0, 201);
+    let line = watch.await.unwrap();
+    assert!(String::from_utf8_lossy(&line).contains("\"ADDED\""));
+}

@@ -364,17 +364,25 @@ impl Set {
         is_struct_field: &dyn Fn(&[PathElement]) -> bool,
     ) -> Set {
         let mut out = self.clone();
-        for path in self.paths() {
-            for end in 1..path.len() {
-                let ancestor = &path[..end];
-                if matches!(ancestor.last(), Some(PathElement::Field(_)))
-                    && is_struct_field(ancestor)
-                {
-                    out.insert(ancestor);
-                }
-            }
-        }
+        out.add_named_fields(&mut Vec::new(), is_struct_field);
         out
+    }
+
+    /// One pass over the trie: a node with children is an ancestor of some path.
+    fn add_named_fields(
+        &mut self,
+        prefix: &mut Vec<PathElement>,
+        is_struct_field: &dyn Fn(&[PathElement]) -> bool,
+    ) {
+        let Set { members, children } = self;
+        for (pe, c) in children.iter_mut() {
+            prefix.push(pe.clone());
+            if !c.is_empty() && matches!(pe, PathElement::Field(_)) && is_struct_field(prefix) {
+                members.insert(pe.clone());
+            }
+            c.add_named_fields(prefix, is_struct_field);
+            prefix.pop();
+        }
     }
 
     /// The `FieldsV1` JSON object.

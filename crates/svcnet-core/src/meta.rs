@@ -8,7 +8,7 @@ use crate::field::{BadValue, ErrorList, FieldError, go_quote};
 use crate::names;
 
 /// Total size limit of all annotations, as kube-apiserver enforces it.
-const TOTAL_ANNOTATION_SIZE: usize = 256 * 1024;
+pub(crate) const TOTAL_ANNOTATION_SIZE: usize = 256 * 1024;
 
 const FINALIZER_ORPHAN: &str = "orphan";
 const FINALIZER_FOREGROUND: &str = "foregroundDeletion";

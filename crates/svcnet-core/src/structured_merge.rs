@@ -9,7 +9,7 @@
 //!   detection, `force`, removal of fields a manager stopped applying, and kubectl's
 //!   client-side-apply migration rules.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::{Map, Value, json};
 
@@ -67,6 +67,10 @@ fn empty_or_null(v: &Value) -> bool {
 /// The path element of one item of an associative list.
 fn item_element(list: ListType, item: &Value, at: &[PathElement]) -> Result<PathElement> {
     match list {
+        ListType::Map { .. } if !item.is_object() => Err(format!(
+            "{}: associative list with keys may not have non-map elements",
+            path_string(at)
+        )),
         ListType::Map { keys, .. } => {
             let mut fields = Vec::new();
             for k in keys {
@@ -112,14 +116,19 @@ fn items<'v>(list: ListType, arr: &'v [Value], at: &[PathElement]) -> Result<Vec
             dup: false,
         });
     }
-    // Lists are short: a quadratic scan beats hashing the elements.
-    for i in 0..out.len() {
-        for j in i + 1..out.len() {
-            if out[i].pe == out[j].pe {
-                out[i].dup = true;
-                out[j].dup = true;
-            }
+    // Indexed, not scanned pairwise: a list in a request can have tens of thousands of items.
+    let mut first: BTreeMap<&PathElement, usize> = BTreeMap::new();
+    let mut dups = Vec::new();
+    for (i, it) in out.iter().enumerate() {
+        if let Some(&f) = first.get(&it.pe) {
+            dups.push(f);
+            dups.push(i);
+        } else {
+            first.insert(&it.pe, i);
         }
+    }
+    for i in dups {
+        out[i].dup = true;
     }
     Ok(out)
 }
@@ -333,16 +342,25 @@ fn walk<'v>(
             let at = names_path(names);
             let li = items(list, la, &at)?;
             let ri = items(list, ra, &at)?;
-            // Each element once: the left's in order, then the right's new ones.
-            let mut order: Vec<&PathElement> = Vec::new();
-            for it in li.iter().chain(&ri) {
-                if !order.contains(&&it.pe) {
-                    order.push(&it.pe);
+            // Each element once: the left's in order, then the right's new ones, with the
+            // items of each side that have it.
+            type Group<'a, 'v> = (&'a PathElement, Vec<&'a Item<'v>>, Vec<&'a Item<'v>>);
+            let mut groups: Vec<Group> = Vec::new();
+            let mut index: BTreeMap<&PathElement, usize> = BTreeMap::new();
+            for (side, list) in [(0, &li), (1, &ri)] {
+                for it in list.iter() {
+                    let g = *index.entry(&it.pe).or_insert_with(|| {
+                        groups.push((&it.pe, Vec::new(), Vec::new()));
+                        groups.len() - 1
+                    });
+                    if side == 0 {
+                        groups[g].1.push(it);
+                    } else {
+                        groups[g].2.push(it);
+                    }
                 }
             }
-            for pe in order {
-                let lv: Vec<&Item> = li.iter().filter(|i| i.pe == *pe).collect();
-                let rv: Vec<&Item> = ri.iter().filter(|i| i.pe == *pe).collect();
+            for (pe, lv, rv) in groups {
                 if lv.len() > 1 || rv.len() > 1 {
                     let same =
                         lv.len() == rv.len() && lv.iter().zip(&rv).all(|(a, b)| a.value == b.value);
@@ -441,10 +459,15 @@ fn merge_list(w: &mut Walk, list: ListType, la: &[Value], ca: &[Value]) -> Resul
     let l_ids: Vec<String> = li.iter().map(|(pe, _)| pe.encode()).collect();
     let r_ids: Vec<String> = ri.iter().map(|(pe, _)| pe.encode()).collect();
     let in_r: HashSet<&str> = r_ids.iter().map(String::as_str).collect();
-    let live_of = |id: &str| li.iter().find(|(pe, _)| pe.encode() == id).map(|(_, v)| *v);
+    // The first live item of each element.
+    let mut live: HashMap<&str, &Value> = HashMap::with_capacity(li.len());
+    for (id, (_, v)) in l_ids.iter().zip(&li) {
+        live.entry(id.as_str()).or_insert(v);
+    }
+    let live_of = |id: &str| live.get(id).copied();
     let mut shared: std::collections::VecDeque<&str> = r_ids
         .iter()
-        .filter(|id| l_ids.contains(id))
+        .filter(|id| live.contains_key(id.as_str()))
         .map(String::as_str)
         .collect();
     let mut next = shared.pop_front();
@@ -998,10 +1021,8 @@ pub fn apply(
         Err(ApplyError::Conflicts(conflicts)) if req.manager == KUBECTL && !force => {
             // LastAppliedManager: conflicts on fields client-side apply last set to their current
             // value are the user's own; take them over.
-            let allowed = live
-                .map(|l| allowed_by_last_applied(req, l))
-                .transpose()?
-                .flatten();
+            // An annotation that does not type-check is ignored, as kube-apiserver does.
+            let allowed = live.and_then(|l| allowed_by_last_applied(req, l).ok().flatten());
             let Some(allowed) = allowed else {
                 return Err(ApplyError::Conflicts(conflicts));
             };
@@ -1064,9 +1085,23 @@ fn update_last_applied(obj: &mut Value, config: &Value) {
     {
         a.remove(LAST_APPLIED);
     }
-    let mut text = serde_json::to_string(&cfg).expect("JSON values serialize");
+    // As Go's encoder writes it (`<`, `>`, `&` escaped), with kubectl's trailing newline.
+    let mut text = crate::fieldpath::compact_json(&cfg);
     text.push('\n');
-    obj["metadata"]["annotations"][LAST_APPLIED] = json!(text);
+    let annotations = &mut obj["metadata"]["annotations"];
+    annotations[LAST_APPLIED] = json!(text);
+    // SetLastApplied: an annotation that would take the annotations over their size limit is
+    // dropped instead of failing the apply.
+    let size: usize = annotations.as_object().map_or(0, |m| {
+        m.iter()
+            .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+            .sum()
+    });
+    if size > crate::meta::TOTAL_ANNOTATION_SIZE
+        && let Some(m) = annotations.as_object_mut()
+    {
+        m.remove(LAST_APPLIED);
+    }
 }
 
 fn apply_once(
@@ -1079,13 +1114,16 @@ fn apply_once(
     let reset = paths_set(req.reset);
     let base = empty_object();
     let live_v = live.unwrap_or(&base);
+    // A new object is merged into nothing (kinds without spec or status get none); ownership
+    // is still computed against the zero value.
+    let nothing = json!({});
     if managers.is_empty()
         && let Some(l) = live
     {
         // SkipNonApplied: an untracked object's fields belong to "before-first-apply".
         managers = update_as(None, l, Managers::default(), req, "before-first-apply")?;
     }
-    let merged = merge(req.kind, live_v, config)?;
+    let merged = merge(req.kind, live.unwrap_or(&nothing), config)?;
     let me = req.applier();
     let last = managers
         .0

@@ -205,7 +205,19 @@ fn route(reg: &Registry, path: &str) -> Result<Route> {
 
 async fn dispatch(State(s): State<AppState>, req: Request) -> Response {
     let pretty = Query::parse(req.uri().query()).is_ok_and(|q| q.flag("pretty"));
-    match handle(s, req).await {
+    // A write runs to its end on its own task even when the client goes away mid-request (as
+    // kube-apiserver's finishRequest does): dropped half-way, it could commit in the store
+    // after its ClusterIPs and NodePorts were rolled back, or never release the old ones.
+    let result = if matches!(*req.method(), Method::GET | Method::HEAD) {
+        handle(s, req).await
+    } else {
+        tokio::spawn(handle(s, req)).await.unwrap_or_else(|e| {
+            Err(ApiError::Internal(format!(
+                "the request handler failed: {e}"
+            )))
+        })
+    };
+    match result {
         Ok(r) => r,
         Err(e) if pretty => json_response(e.code(), &e.status(), true),
         Err(e) => e.into_response(),

@@ -416,6 +416,9 @@ pub struct WatchOptions {
     pub timeout: std::time::Duration,
 }
 
+/// The longest watch a client can ask for (a year, in seconds).
+const MAX_WATCH_TIMEOUT: u64 = 365 * 24 * 3600;
+
 pub fn watch_options(q: &Query) -> Result<WatchOptions> {
     let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or(""))
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
@@ -453,7 +456,10 @@ pub fn watch_options(q: &Query) -> Result<WatchOptions> {
         send_initial,
         bookmarks: q.flag("allowWatchBookmarks"),
         timeout: std::time::Duration::from_secs(
-            timeout.filter(|&t| t > 0).map_or(1800, |t| t as u64),
+            // Capped: a deadline past the clock's range would panic.
+            timeout
+                .filter(|&t| t > 0)
+                .map_or(1800, |t| (t as u64).min(MAX_WATCH_TIMEOUT)),
         ),
     })
 }

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use super::options::WatchOptions;
 use crate::error::{ApiError, Result};
-use crate::registry::{self, ListOptions, Registry, decode_at};
+use crate::registry::{self, ListAt, ListOptions, Registry, decode_at};
 use crate::resources::Resource;
 use crate::table;
 
@@ -152,11 +152,17 @@ async fn run_watch(
     let mut last_rv: u64 = o.resource_version.unwrap_or(head);
     let from = last_rv.min(head);
     // What the client holds when the stream starts: the initial list it is sent, or, when it
-    // resumes from a resourceVersion, the objects matching now (the closest we can know).
+    // resumes from a resourceVersion, what matched at that revision (410 once compacted), so
+    // an object deleted or relabelled out since then still reaches it as DELETED.
     let page = if initial || filtered {
         let opts = ListOptions {
             labels: o.list.labels.clone(),
             fields: o.list.fields.clone(),
+            at: if initial {
+                ListAt::Latest
+            } else {
+                ListAt::Exact(from)
+            },
             ..Default::default()
         };
         Some(reg.list(res, ns, &opts).await?)

@@ -454,3 +454,94 @@ fn merged_lists_keep_structured_merge_diff_order_and_refuse_duplicate_keys() {
     let dup = service(json!({"ports": [{"port": 1}, {"port": 1, "protocol": "TCP"}]}));
     assert!(matches!(merge("Service", &live, &dup), Err(e) if e.contains("duplicate entries")));
 }
+
+#[test]
+fn duplicates_far_apart_in_long_lists_are_found_and_compared_by_group() {
+    // 5,000 finalizers (a set) with one value repeated at both ends: duplicates are found
+    // wherever they are, and a duplicated element is owned as a whole.
+    let mut fins: Vec<Value> = (0..5000).map(|i| json!(format!("e.com/f{i}"))).collect();
+    fins.push(json!("e.com/f0"));
+    let mut obj = service(json!({"ports": [{"port": 80}]}));
+    obj["metadata"]["finalizers"] = json!(fins);
+    let set = field_set("Service", &obj).unwrap();
+    let fin = |v: &str| [f("metadata"), f("finalizers"), PathElement::Value(json!(v))];
+    assert!(set.has(&fin("e.com/f0")) && set.has(&fin("e.com/f4999")));
+    // An update that changes one item of the long list is one modified element.
+    let mut changed = obj.clone();
+    changed["metadata"]["finalizers"][2500] = json!("e.com/new");
+    let cmp = compare("Service", &obj, &changed).unwrap();
+    assert!(cmp.added.has(&fin("e.com/new")), "{cmp:?}");
+    assert!(cmp.removed.has(&fin("e.com/f2500")), "{cmp:?}");
+    let mut dup_cfg = service(json!({}));
+    dup_cfg["metadata"]["finalizers"] = json!(["a", "b", "a"]);
+    let live = service(json!({}));
+    assert!(
+        matches!(merge("Service", &live, &dup_cfg), Err(e) if e.contains("duplicate entries")),
+        "a set with a repeated value is refused"
+    );
+}
+
+#[test]
+fn keyed_lists_refuse_items_that_are_not_objects() {
+    for bad in [json!([null]), json!([1, 2]), json!(["x"])] {
+        let cfg = service(json!({"ports": bad}));
+        let err = field_set("Service", &cfg).unwrap_err();
+        assert!(err.contains("may not have non-map elements"), "{err}");
+    }
+}
+
+#[test]
+fn kinds_without_spec_or_status_get_none_when_created_by_apply() {
+    let r = Request {
+        kind: "EndpointSlice",
+        manager: "ctl",
+        api_version: "discovery.k8s.io/v1",
+        subresource: "",
+        reset: &[],
+        now: T1,
+    };
+    let cfg = json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "s", "namespace": "default"}, "addressType": "IPv4", "endpoints": []});
+    let obj = apply(None, &cfg, Managers::default(), &r, false)
+        .unwrap()
+        .object;
+    assert!(
+        obj.get("spec").is_none() && obj.get("status").is_none(),
+        "{obj}"
+    );
+}
+
+#[test]
+fn kubectl_keeps_the_annotation_in_gos_encoding_and_drops_it_when_too_large() {
+    let manifest = service(json!({"ports": [{"port": 80, "name": "a<b>&c"}]}));
+    let mut created = manifest.clone();
+    created["metadata"]["annotations"] = json!({LAST_APPLIED: "{}"});
+    let live = do_update(None, &created, &req("kubectl-client-side-apply", T1));
+    let obj = do_apply(Some(&live), &manifest, &req("kubectl", T2), true).unwrap();
+    let ann = obj["metadata"]["annotations"][LAST_APPLIED]
+        .as_str()
+        .unwrap();
+    assert!(ann.contains(r"a\u003cb\u003e\u0026c"), "{ann}");
+    // A configuration whose annotation would pass the 256 KiB limit: applied, annotation gone.
+    let mut big = manifest.clone();
+    big["metadata"]["labels"] = json!({"l": "x"});
+    big["metadata"]["annotations"] = json!({"big": "y".repeat(200 * 1024)});
+    let obj = do_apply(Some(&live), &big, &req("kubectl", T3), true).unwrap();
+    let ann = obj["metadata"]["annotations"].as_object().unwrap();
+    assert!(
+        ann.contains_key("big") && !ann.contains_key(LAST_APPLIED),
+        "{ann:?}"
+    );
+}
+
+#[test]
+fn an_annotation_that_does_not_type_check_leaves_the_conflicts() {
+    let mut created = service(json!({"ports": [{"port": 80, "targetPort": 8080}]}));
+    // The last-applied configuration has a port list item that is not an object.
+    created["metadata"]["annotations"] = json!({LAST_APPLIED: serde_json::to_string(
+        &service(json!({"ports": [7]}))).unwrap()});
+    let live = do_update(None, &created, &req("kubectl-client-side-apply", T1));
+    let changed = service(json!({"ports": [{"port": 80, "targetPort": 9090}]}));
+    let err = do_apply(Some(&live), &changed, &req("kubectl", T2), false).unwrap_err();
+    assert_eq!(conflict_paths(err).len(), 1);
+}
