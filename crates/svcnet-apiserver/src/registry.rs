@@ -353,25 +353,27 @@ pub fn conflict(res: &Resource, name: &str) -> ApiError {
 /// strategy reads and which are costly to decode into typed objects, then puts them back.
 fn admit_without_managed_fields<T>(
     obj: &mut Value,
-    old: Option<&Value>,
+    mut old: Option<&mut Value>,
     admit: impl FnOnce(&mut Value, Option<&Value>) -> Result<T>,
 ) -> Result<T> {
-    let take = |v: &mut Value| {
+    fn take(v: &mut Value) -> Option<Value> {
         v["metadata"]
             .as_object_mut()
             .and_then(|m| m.remove("managedFields"))
-    };
+    }
+    fn put_back(v: &mut Value, managed: Option<Value>) {
+        if let Some(m) = managed
+            && let Some(meta) = v["metadata"].as_object_mut()
+        {
+            meta.insert("managedFields".into(), m);
+        }
+    }
     let managed = take(obj);
-    let old_bare = old.map(|o| {
-        let mut o = o.clone();
-        take(&mut o);
-        o
-    });
-    let result = admit(obj, old_bare.as_ref());
-    if let Some(m) = managed
-        && let Some(meta) = obj["metadata"].as_object_mut()
-    {
-        meta.insert("managedFields".into(), m);
+    let old_managed = old.as_deref_mut().and_then(take);
+    let result = admit(obj, old.as_deref());
+    put_back(obj, managed);
+    if let Some(o) = old {
+        put_back(o, old_managed);
     }
     result
 }
@@ -1061,14 +1063,14 @@ impl Registry {
                     other => other,
                 };
             };
-            let old = decode(&current)?;
+            let mut old = decode(&current)?;
             let mut new = next(Some((&current, &old)))?;
             if !new.tracked {
                 fieldmanager::update(Some(&old), &mut new.obj, &manager);
             }
             let mut new = new.obj;
             self.carry_over(res, &old, &mut new, opts.subresource);
-            let admission = admit_without_managed_fields(&mut new, Some(&old), |new, old| {
+            let admission = admit_without_managed_fields(&mut new, Some(&mut old), |new, old| {
                 strategy.admit_update(new, old.expect("given"), opts.subresource)
             })?;
             let remove = strategy.should_delete_during_update(&new, &old);

@@ -50,11 +50,9 @@ async fn a_paged_list_across_concurrent_writes_returns_one_revisions_content() {
             201
         );
     }
-    let (_, before) = srv.raw("GET", SVC, "application/json", "").await;
+    let (_, before) = srv.get(SVC).await;
     let want = content(&before);
-    let (_, first) = srv
-        .raw("GET", &format!("{SVC}?limit=30"), "application/json", "")
-        .await;
+    let (_, first) = srv.get(&format!("{SVC}?limit=30")).await;
     let rv = first["metadata"]["resourceVersion"]
         .as_str()
         .unwrap()
@@ -89,14 +87,7 @@ async fn a_paged_list_across_concurrent_writes_returns_one_revisions_content() {
     };
     let mut pages = 1;
     while !token.is_empty() {
-        let (code, page) = srv
-            .raw(
-                "GET",
-                &format!("{SVC}?limit=30&continue={token}"),
-                "application/json",
-                "",
-            )
-            .await;
+        let (code, page) = srv.get(&format!("{SVC}?limit=30&continue={token}")).await;
         assert_eq!(code, 200, "{page}");
         assert_eq!(
             page["metadata"]["resourceVersion"],
@@ -117,24 +108,18 @@ async fn a_paged_list_across_concurrent_writes_returns_one_revisions_content() {
 
     // An exact read at that revision gives the same; the newest state differs.
     let (_, exact) = srv
-        .raw(
-            "GET",
-            &format!("{SVC}?resourceVersion={rv}&resourceVersionMatch=Exact"),
-            "application/json",
-            "",
-        )
+        .get(&format!(
+            "{SVC}?resourceVersion={rv}&resourceVersionMatch=Exact"
+        ))
         .await;
     assert_eq!(content(&exact), want);
-    let (_, now) = srv.raw("GET", SVC, "application/json", "").await;
+    let (_, now) = srv.get(SVC).await;
     assert_ne!(content(&now), want);
     // NotOlderThan is served at the newest revision; a revision not reached yet is a 504.
     let (_, newer) = srv
-        .raw(
-            "GET",
-            &format!("{SVC}?resourceVersion={rv}&resourceVersionMatch=NotOlderThan"),
-            "application/json",
-            "",
-        )
+        .get(&format!(
+            "{SVC}?resourceVersion={rv}&resourceVersionMatch=NotOlderThan"
+        ))
         .await;
     assert_eq!(content(&newer), content(&now));
     let future = now["metadata"]["resourceVersion"]
@@ -144,12 +129,9 @@ async fn a_paged_list_across_concurrent_writes_returns_one_revisions_content() {
         .unwrap()
         + 100;
     let (code, s) = srv
-        .raw(
-            "GET",
-            &format!("{SVC}?resourceVersion={future}&resourceVersionMatch=Exact"),
-            "application/json",
-            "",
-        )
+        .get(&format!(
+            "{SVC}?resourceVersion={future}&resourceVersionMatch=Exact"
+        ))
         .await;
     assert_eq!(code, 504, "{s}");
     assert_eq!(
@@ -171,9 +153,7 @@ async fn an_expired_continue_token_answers_410_with_a_token_for_the_rest() {
     for i in 0..10 {
         srv.post_json(SVC, &svc(&format!("a{i}"), 0)).await;
     }
-    let (_, first) = srv
-        .raw("GET", &format!("{SVC}?limit=4"), "application/json", "")
-        .await;
+    let (_, first) = srv.get(&format!("{SVC}?limit=4")).await;
     let token = first["metadata"]["continue"].as_str().unwrap().to_owned();
     let rv = first["metadata"]["resourceVersion"]
         .as_str()
@@ -183,26 +163,12 @@ async fn an_expired_continue_token_answers_410_with_a_token_for_the_rest() {
     for i in 0..40 {
         srv.post_json(SVC, &svc(&format!("b{i:02}"), 0)).await;
     }
-    let (code, s) = srv
-        .raw(
-            "GET",
-            &format!("{SVC}?limit=4&continue={token}"),
-            "application/json",
-            "",
-        )
-        .await;
+    let (code, s) = srv.get(&format!("{SVC}?limit=4&continue={token}")).await;
     assert_eq!(code, 410, "{s}");
     assert_eq!(s["reason"], "Expired");
     let fresh = s["metadata"]["continue"].as_str().expect("a fresh token");
     // The fresh token reads the rest at the newest revision.
-    let (code, rest) = srv
-        .raw(
-            "GET",
-            &format!("{SVC}?limit=100&continue={fresh}"),
-            "application/json",
-            "",
-        )
-        .await;
+    let (code, rest) = srv.get(&format!("{SVC}?limit=100&continue={fresh}")).await;
     assert_eq!(code, 200, "{rest}");
     assert_ne!(rest["metadata"]["resourceVersion"], rv.as_str());
     assert!(
@@ -210,12 +176,9 @@ async fn an_expired_continue_token_answers_410_with_a_token_for_the_rest() {
         "after the first page"
     );
     let (code, _) = srv
-        .raw(
-            "GET",
-            &format!("{SVC}?resourceVersion={rv}&resourceVersionMatch=Exact"),
-            "application/json",
-            "",
-        )
+        .get(&format!(
+            "{SVC}?resourceVersion={rv}&resourceVersionMatch=Exact"
+        ))
         .await;
     assert_eq!(code, 410);
 }

@@ -19,7 +19,7 @@ fn node_port_service(name: &str, ip: &str, node_port: i32) -> Value {
 }
 
 async fn names(srv: &common::TestServer) -> Vec<String> {
-    let (_, list) = srv.raw("GET", SVC, "application/json", "").await;
+    let (_, list) = srv.get(SVC).await;
     list["items"]
         .as_array()
         .unwrap()
@@ -159,9 +159,7 @@ async fn dry_runs_store_nothing_allocate_nothing_and_notify_nobody() {
     assert_eq!(code, 200);
 
     // Nothing changed in the store ...
-    let (_, now) = srv
-        .raw("GET", &format!("{SVC}/keep"), "application/json", "")
-        .await;
+    let (_, now) = srv.get(&format!("{SVC}/keep")).await;
     assert_eq!(now, keep, "the stored Service is untouched");
     assert_eq!(names(&srv).await, ["keep", "kubernetes"]);
     // ... nor in the allocators: the dry-run addresses are free, keep's are still held.

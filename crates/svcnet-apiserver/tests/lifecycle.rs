@@ -85,9 +85,7 @@ async fn deleting_a_namespace_removes_its_content_then_itself() {
     assert_eq!(ns["status"]["phase"], "Terminating");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let (code, _) = srv
-            .raw("GET", "/api/v1/namespaces/team", "application/json", "")
-            .await;
+        let (code, _) = srv.get("/api/v1/namespaces/team").await;
         if code == 404 {
             break;
         }
@@ -97,14 +95,7 @@ async fn deleting_a_namespace_removes_its_content_then_itself() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (_, list) = srv
-        .raw(
-            "GET",
-            "/api/v1/namespaces/team/services",
-            "application/json",
-            "",
-        )
-        .await;
+    let (_, list) = srv.get("/api/v1/namespaces/team/services").await;
     assert_eq!(list["items"], json!([]));
     // Its Service's address was released with it.
     let again = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s2"}, "spec": {"clusterIP": "10.96.0.99", "ports": [{"port": 80}]}});
@@ -132,12 +123,7 @@ async fn bound_pods_terminate_gracefully_and_unbound_ones_go_at_once() {
         .raw("DELETE", &format!("{pods}/loose"), "application/json", "")
         .await;
     assert_eq!(code, 200, "{body}");
-    assert_eq!(
-        srv.raw("GET", &format!("{pods}/loose"), "application/json", "")
-            .await
-            .0,
-        404
-    );
+    assert_eq!(srv.get(&format!("{pods}/loose")).await.0, 404);
 
     let (code, body) = srv
         .raw(
@@ -149,18 +135,11 @@ async fn bound_pods_terminate_gracefully_and_unbound_ones_go_at_once() {
         .await;
     assert_eq!(code, 200);
     assert!(body["metadata"]["deletionTimestamp"].is_string(), "{body}");
-    let (code, got) = srv
-        .raw("GET", &format!("{pods}/bound"), "application/json", "")
-        .await;
+    let (code, got) = srv.get(&format!("{pods}/bound")).await;
     assert_eq!(code, 200, "still there during the grace period");
     assert_eq!(got["metadata"]["deletionGracePeriodSeconds"], 1);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while srv
-        .raw("GET", &format!("{pods}/bound"), "application/json", "")
-        .await
-        .0
-        != 404
-    {
+    while srv.get(&format!("{pods}/bound")).await.0 != 404 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "not reaped after its grace period"
@@ -214,7 +193,7 @@ async fn streaming_lists_and_bookmarks() {
         "true"
     );
     // Periodic bookmarks carry a resourceVersion to resume from.
-    let (_, list) = srv.raw("GET", SVC, "application/json", "").await;
+    let (_, list) = srv.get(SVC).await;
     let rv = list["metadata"]["resourceVersion"]
         .as_str()
         .unwrap()
@@ -262,7 +241,7 @@ async fn delete_collection_honours_selectors_and_releases_addresses() {
         .await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["items"].as_array().unwrap().len(), 2);
-    let (_, list) = srv.raw("GET", SVC, "application/json", "").await;
+    let (_, list) = srv.get(SVC).await;
     let names: Vec<&str> = list["items"]
         .as_array()
         .unwrap()
@@ -277,7 +256,7 @@ async fn delete_collection_honours_selectors_and_releases_addresses() {
 #[tokio::test]
 async fn filtered_watches_see_objects_enter_and_leave_the_selection() {
     let srv = start_quiet(Transport::InProcess).await;
-    let (_, list) = srv.raw("GET", SVC, "application/json", "").await;
+    let (_, list) = srv.get(SVC).await;
     let rv = list["metadata"]["resourceVersion"]
         .as_str()
         .unwrap()
@@ -330,22 +309,13 @@ async fn a_namespace_waits_for_finalizers_before_it_goes() {
         200
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (code, ns) = srv
-        .raw("GET", "/api/v1/namespaces/held", "application/json", "")
-        .await;
+    let (code, ns) = srv.get("/api/v1/namespaces/held").await;
     assert_eq!(
         (code, ns["status"]["phase"].as_str()),
         (200, Some("Terminating")),
         "kept while content remains"
     );
-    let (_, s) = srv
-        .raw(
-            "GET",
-            "/api/v1/namespaces/held/services/s",
-            "application/json",
-            "",
-        )
-        .await;
+    let (_, s) = srv.get("/api/v1/namespaces/held/services/s").await;
     assert!(s["metadata"]["deletionTimestamp"].is_string(), "{s}");
     let (code, _) = srv
         .raw(
@@ -357,12 +327,7 @@ async fn a_namespace_waits_for_finalizers_before_it_goes() {
         .await;
     assert_eq!(code, 200);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while srv
-        .raw("GET", "/api/v1/namespaces/held", "application/json", "")
-        .await
-        .0
-        != 404
-    {
+    while srv.get("/api/v1/namespaces/held").await.0 != 404 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "namespace not removed after its content went"
@@ -464,14 +429,7 @@ async fn system_namespaces_cannot_be_deleted() {
             );
             assert_eq!(s["details"], json!({"name": ns, "kind": "namespaces"}));
         }
-        let (code, s) = srv
-            .raw(
-                "GET",
-                &format!("/api/v1/namespaces/{ns}"),
-                "application/json",
-                "",
-            )
-            .await;
+        let (code, s) = srv.get(&format!("/api/v1/namespaces/{ns}")).await;
         assert_eq!((code, &s["status"]["phase"]), (200, &json!("Active")));
     }
     // deletecollection of namespaces skips none silently: it stops at the first refusal.
@@ -561,14 +519,7 @@ async fn a_resumed_filtered_watch_starts_from_what_matched_at_its_version() {
         let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "labels": {"tier": tier}}, "spec": {"ports": [{"port": 80}]}});
         assert_eq!(srv.post_json(SVC, &svc).await.0, 201);
     }
-    let (_, list) = srv
-        .raw(
-            "GET",
-            &format!("{SVC}?labelSelector=tier%3Dfe"),
-            "application/json",
-            "",
-        )
-        .await;
+    let (_, list) = srv.get(&format!("{SVC}?labelSelector=tier%3Dfe")).await;
     let rv = list["metadata"]["resourceVersion"]
         .as_str()
         .unwrap()

@@ -525,9 +525,7 @@ fn merge(base: &mut Value, over: &Value) {
 }
 
 async fn service_count(srv: &common::TestServer) -> usize {
-    let (code, list) = srv
-        .raw("GET", "/api/v1/services", "application/json", "")
-        .await;
+    let (code, list) = srv.get("/api/v1/services").await;
     assert_eq!(code, 200);
     list["items"].as_array().unwrap().len()
 }

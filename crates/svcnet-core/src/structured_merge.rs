@@ -454,15 +454,13 @@ fn merge_list(w: &mut Walk, list: ListType, la: &[Value], ca: &[Value]) -> Resul
             d.pe
         ));
     }
-    let li: Vec<(PathElement, &Value)> = li.into_iter().map(|i| (i.pe, i.value)).collect();
-    let ri: Vec<(PathElement, &Value)> = ri.into_iter().map(|i| (i.pe, i.value)).collect();
-    let l_ids: Vec<String> = li.iter().map(|(pe, _)| pe.encode()).collect();
-    let r_ids: Vec<String> = ri.iter().map(|(pe, _)| pe.encode()).collect();
+    let l_ids: Vec<String> = li.iter().map(|i| i.pe.encode()).collect();
+    let r_ids: Vec<String> = ri.iter().map(|i| i.pe.encode()).collect();
     let in_r: HashSet<&str> = r_ids.iter().map(String::as_str).collect();
     // The first live item of each element.
     let mut live: HashMap<&str, &Value> = HashMap::with_capacity(li.len());
-    for (id, (_, v)) in l_ids.iter().zip(&li) {
-        live.entry(id.as_str()).or_insert(v);
+    for (id, it) in l_ids.iter().zip(&li) {
+        live.entry(id.as_str()).or_insert(it.value);
     }
     let live_of = |id: &str| live.get(id).copied();
     let mut shared: std::collections::VecDeque<&str> = r_ids
@@ -483,7 +481,7 @@ fn merge_list(w: &mut Walk, list: ListType, la: &[Value], ca: &[Value]) -> Resul
     while i < li.len() || j < ri.len() {
         if i < li.len() && j < ri.len() {
             if l_ids[i] == r_ids[j] {
-                out.push(merge_item(w, &r_ids[j], &ri[j].0, ri[j].1)?);
+                out.push(merge_item(w, &r_ids[j], &ri[j].pe, ri[j].value)?);
                 done.insert(l_ids[i].as_str());
                 i += 1;
                 j += 1;
@@ -497,7 +495,7 @@ fn merge_list(w: &mut Walk, list: ListType, la: &[Value], ca: &[Value]) -> Resul
         }
         if i < li.len() {
             if !in_r.contains(l_ids[i].as_str()) {
-                out.push(li[i].1.clone());
+                out.push(li[i].value.clone());
                 i += 1;
                 continue;
             } else if done.contains(l_ids[i].as_str()) {
@@ -505,7 +503,7 @@ fn merge_list(w: &mut Walk, list: ListType, la: &[Value], ca: &[Value]) -> Resul
             }
         }
         if j < ri.len() {
-            out.push(merge_item(w, &r_ids[j], &ri[j].0, ri[j].1)?);
+            out.push(merge_item(w, &r_ids[j], &ri[j].pe, ri[j].value)?);
             done.insert(r_ids[j].as_str());
             if next == Some(r_ids[j].as_str()) {
                 next = shared.pop_front();

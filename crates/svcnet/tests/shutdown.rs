@@ -92,6 +92,14 @@ fn wait_ready(addr: SocketAddr) {
 }
 
 /// A request whose body never arrives: the server is still reading it when it stops.
+fn wait_listening(addr: SocketAddr) {
+    poll(Duration::from_secs(30), "never listened", || {
+        TcpStream::connect(addr)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    });
+}
+
 fn stuck_upload(addr: SocketAddr) -> TcpStream {
     let mut s = TcpStream::connect(addr).unwrap();
     write!(
@@ -165,11 +173,7 @@ fn a_request_in_flight_gets_the_grace_period_and_a_second_signal_exits_at_once()
 
     // SIGTERM: the stuck request holds the stop for the grace period, not longer.
     let mut api = spawn(&args, &dir.path().join("a"));
-    poll(Duration::from_secs(30), "never listened", || {
-        TcpStream::connect(addr)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    });
+    wait_listening(addr);
     let _upload = stuck_upload(addr);
     std::thread::sleep(Duration::from_millis(200));
     signal(&api.0, "-TERM");
@@ -182,11 +186,7 @@ fn a_request_in_flight_gets_the_grace_period_and_a_second_signal_exits_at_once()
 
     // Two SIGINTs: the second ends the process while the stop is still waiting.
     let mut api = spawn(&args, &dir.path().join("b"));
-    poll(Duration::from_secs(30), "never listened", || {
-        TcpStream::connect(addr)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    });
+    wait_listening(addr);
     let _upload = stuck_upload(addr);
     std::thread::sleep(Duration::from_millis(200));
     signal(&api.0, "-INT");

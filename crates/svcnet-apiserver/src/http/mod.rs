@@ -211,11 +211,15 @@ async fn dispatch(State(s): State<AppState>, req: Request) -> Response {
     let result = if matches!(*req.method(), Method::GET | Method::HEAD) {
         handle(s, req).await
     } else {
-        tokio::spawn(handle(s, req)).await.unwrap_or_else(|e| {
-            Err(ApiError::Internal(format!(
-                "the request handler failed: {e}"
-            )))
-        })
+        // A panic stays a panic (as on the read path), so the fuzz target still sees it.
+        tokio::spawn(handle(s, req))
+            .await
+            .unwrap_or_else(|e| match e.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                Err(e) => Err(ApiError::Internal(format!(
+                    "the request was cancelled: {e}"
+                ))),
+            })
     };
     match result {
         Ok(r) => r,

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use svcnet_apiserver::{ApiServer, Config};
@@ -130,6 +130,23 @@ pub async fn start_with(transport: Transport, mut opts: Options) -> TestServer {
 }
 
 impl TestServer {
+    /// A raw request through the router; returns status and the body's bytes.
+    async fn send(&self, method: &str, uri: &str, content_type: &str, body: Body) -> (u16, Bytes) {
+        let mut req = http::Request::builder().method(method).uri(uri);
+        if !content_type.is_empty() {
+            req = req.header("content-type", content_type);
+        }
+        let resp = self
+            .server
+            .router()
+            .oneshot(req.body(body).expect("request"))
+            .await
+            .expect("router answers");
+        let status = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        (status, bytes)
+    }
+
     /// A raw request through the router; returns status and JSON body.
     pub async fn raw(
         &self,
@@ -138,40 +155,20 @@ impl TestServer {
         content_type: &str,
         body: impl Into<Body>,
     ) -> (u16, Value) {
-        let req = http::Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("content-type", content_type)
-            .body(body.into())
-            .expect("request");
-        let resp = self
-            .server
-            .router()
-            .oneshot(req)
-            .await
-            .expect("router answers");
-        let status = resp.status().as_u16();
-        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        let (status, bytes) = self.send(method, uri, content_type, body.into()).await;
         let v = serde_json::from_slice(&bytes)
             .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
         (status, v)
     }
 
+    /// A GET through the router; returns status and JSON body.
+    pub async fn get(&self, uri: &str) -> (u16, Value) {
+        self.raw("GET", uri, "application/json", "").await
+    }
+
     /// A raw GET-like request; returns status and the body as text.
     pub async fn raw_text(&self, method: &str, uri: &str) -> (u16, String) {
-        let req = http::Request::builder()
-            .method(method)
-            .uri(uri)
-            .body(Body::empty())
-            .expect("request");
-        let resp = self
-            .server
-            .router()
-            .oneshot(req)
-            .await
-            .expect("router answers");
-        let status = resp.status().as_u16();
-        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        let (status, bytes) = self.send(method, uri, "", Body::empty()).await;
         (status, String::from_utf8_lossy(&bytes).into_owned())
     }
 
