@@ -438,11 +438,25 @@ impl Lab {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let child = command.spawn().map_err(|source| Error::Spawn {
+        let mut child = command.spawn().map_err(|source| Error::Spawn {
             command: describe_program(netns, program, args),
             source,
         })?;
+        // Returned only once inside, so dropping the lab right after still finds and kills it.
+        self.wait_until_inside(netns, child.id(), || {
+            child.try_wait().ok().flatten().is_some()
+        });
         Ok(LabProcess::new(child))
+    }
+
+    /// Waits (up to a second) until process `pid`, started with [`Lab::command`], has entered
+    /// `netns`, or `exited()` says it is gone. `ip netns exec` enters the namespace only after
+    /// it started; until then the lab's teardown cannot see the process there.
+    pub fn wait_until_inside(&self, netns: &str, pid: u32, mut exited: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        while !netns::is_inside(netns, pid) && !exited() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
     }
 
     // === building blocks ===

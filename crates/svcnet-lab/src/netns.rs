@@ -112,6 +112,15 @@ pub(crate) fn add(netns: &str) -> Result<()> {
 
 /// Kills every process inside the namespace and waits (bounded) until none is left, so that
 /// deleting it really frees its links and addresses instead of leaving them held by a process.
+/// Whether process `pid` has entered namespace `netns` (the same nsfs inode as its bind mount
+/// under /run/netns).
+pub(crate) fn is_inside(netns: &str, pid: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let target = std::fs::metadata(Path::new("/run/netns").join(netns));
+    let own = std::fs::metadata(format!("/proc/{pid}/ns/net"));
+    matches!((target, own), (Ok(t), Ok(o)) if t.dev() == o.dev() && t.ino() == o.ino())
+}
+
 pub(crate) fn kill_all(netns: &str) -> Result<()> {
     let deadline = Instant::now() + KILL_WAIT;
     loop {

@@ -56,6 +56,7 @@ fn dropping_the_lab_removes_namespaces_and_processes() {
         .arg("1000")
         .spawn()
         .unwrap();
+    lab.wait_until_inside(&node.netns, unguarded.id(), || false);
     let names = lab.namespaces().to_vec();
     assert_eq!(names.len(), 4, "fabric, control, node, pod: {names:?}");
     let listed = netns_list();
@@ -67,8 +68,12 @@ fn dropping_the_lab_removes_namespaces_and_processes() {
         names.iter().all(|name| !listed.contains(name)),
         "left: {listed:?}"
     );
-    assert!(process_gone(guarded.id()));
-    assert!(process_gone(unguarded.id()));
+    // A killed process leaves its namespaces early in its exit, so it can still be listed
+    // for a moment after the namespace is gone: wait for it to be reaped or a zombie.
+    wait_until("the guarded process is gone", || process_gone(guarded.id()));
+    wait_until("the unguarded process is gone", || {
+        process_gone(unguarded.id())
+    });
     let _ = unguarded.wait();
     drop(guarded);
 }
